@@ -1,0 +1,201 @@
+"""go-plugin's GRPCBroker, both ends.
+
+The host opens one never-ending ``StartStream`` per plugin; either side writes
+``ConnInfo{service_id, network, address}`` to announce a listener the other side
+may dial. Dkron uses it for one thing: the host announces a StatusHelper server
+per execution and the plugin dials it to stream output back.
+
+* :class:`PluginBroker` is the plugin's end (sync gRPC): it records announcements
+  and lets :meth:`PluginBroker.dial` wait for one, up to 5 s, as go-plugin does.
+* :class:`HostBroker` is the host's end (grpc.aio): it allocates ids from 1 and
+  announces listeners on the stream it keeps open for the plugin's whole life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from dkron_pb.plugin import grpc_broker_pb2 as broker_pb
+from dkron_pb.plugin import grpc_broker_pb2_grpc as broker_grpc
+
+__all__ = ["DIAL_TIMEOUT", "GRPC_OPTIONS", "BrokerClosed", "HostBroker", "PluginBroker"]
+
+log = logging.getLogger(__name__)
+
+# go-plugin waits this long for an announcement, and forgets unclaimed ones after it.
+DIAL_TIMEOUT = 5.0
+_MAX_MESSAGE = 2**31 - 1
+# go-plugin raises both limits to MaxInt32; grpc-python would otherwise cap receives at 4 MiB.
+GRPC_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+]
+
+
+class BrokerClosed(Exception):
+    """The broker stream ended; no further announcements can arrive."""
+
+
+def _refusal(info: broker_pb.ConnInfo) -> broker_pb.ConnInfo:
+    # Multiplexed brokering is never negotiated by us; answer a knock with a clear refusal.
+    return broker_pb.ConnInfo(
+        service_id=info.service_id,
+        knock=broker_pb.ConnInfo.Knock(knock=True, ack=True, error="multiplexing not supported"),
+    )
+
+
+def _is_knock(info: broker_pb.ConnInfo) -> bool:
+    return info.HasField("knock") and info.knock.knock
+
+
+class PluginBroker(broker_grpc.GRPCBrokerServicer):
+    """The plugin side: serves StartStream and resolves ids the host announced."""
+
+    def __init__(self) -> None:
+        self._announced: dict[int, tuple[broker_pb.ConnInfo, float]] = {}
+        self._changed = threading.Condition()
+        self._outgoing: queue.Queue[broker_pb.ConnInfo | None] = queue.Queue()
+        self._closed = False
+        self._streams = 0
+
+    def StartStream(  # noqa: N802 - gRPC method name
+        self, request_iterator: Iterator[broker_pb.ConnInfo], context: grpc.ServicerContext
+    ) -> Iterator[broker_pb.ConnInfo]:
+        with self._changed:
+            self._streams += 1
+        # The request side is consumed on its own thread while this handler yields replies.
+        threading.Thread(
+            target=self._receive, args=(request_iterator,), name="broker-recv", daemon=True
+        ).start()
+        while True:
+            item = self._outgoing.get()
+            if item is None:
+                return
+            yield item
+
+    def _receive(self, requests: Iterator[broker_pb.ConnInfo]) -> None:
+        try:
+            for info in requests:
+                if _is_knock(info):
+                    self._outgoing.put(_refusal(info))
+                    continue
+                with self._changed:
+                    self._announced[info.service_id] = (info, time.monotonic())
+                    self._changed.notify_all()
+        except grpc.RpcError as exc:
+            log.debug("broker stream ended: %s", exc)
+        finally:
+            # As in go-plugin, the broker is closed for good once its stream ends.
+            with self._changed:
+                self._closed = True
+                self._changed.notify_all()
+            self._outgoing.put(None)
+
+    def _take(self, service_id: int, deadline: float) -> broker_pb.ConnInfo:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for sid, (_, arrived) in list(self._announced.items()):
+                    if now - arrived > DIAL_TIMEOUT and sid != service_id:
+                        del self._announced[sid]
+                entry = self._announced.pop(service_id, None)
+                if entry is not None:
+                    return entry[0]
+                if self._closed:
+                    raise BrokerClosed("broker closed")
+                if now >= deadline:
+                    raise TimeoutError("timeout waiting for connection info")
+                self._changed.wait(deadline - now)
+
+    def dial(self, service_id: int, timeout: float = DIAL_TIMEOUT) -> grpc.Channel:
+        """A channel to the server the host announced as ``service_id``."""
+        info = self._take(service_id, time.monotonic() + timeout)
+        target = f"unix:{info.address}" if info.network == "unix" else info.address
+        return grpc.insecure_channel(target, options=GRPC_OPTIONS)
+
+    def close(self) -> None:
+        self._outgoing.put(None)
+
+
+class HostBroker:
+    """The host side: one never-ending StartStream, ids from 1, announcements on demand."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = broker_grpc.GRPCBrokerStub(channel)
+        self._outgoing: asyncio.Queue[tuple[broker_pb.ConnInfo, asyncio.Event] | None] = (
+            asyncio.Queue()
+        )
+        self._last_id = 0
+        self._call: Any = None
+        self._receiver: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        self.received: dict[int, broker_pb.ConnInfo] = {}
+
+    def start(self) -> None:
+        self._call = self._stub.StartStream(self._requests())
+        self._receiver = asyncio.create_task(self._receive(), name="broker-recv")
+
+    def next_id(self) -> int:
+        self._last_id += 1
+        return self._last_id
+
+    async def _requests(self) -> AsyncIterator[broker_pb.ConnInfo]:
+        # Never finishes on its own: a finished iterator half-closes the stream,
+        # which closes a Go plugin's broker for good.
+        while True:
+            item = await self._outgoing.get()
+            if item is None:
+                return
+            info, handed_over = item
+            yield info
+            handed_over.set()
+
+    async def _receive(self) -> None:
+        try:
+            async for info in self._call:
+                if _is_knock(info):
+                    await self._send(_refusal(info))
+                else:
+                    self.received[info.service_id] = info
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            log.debug("broker stream ended: %s", exc)
+        finally:
+            self.closed.set()
+
+    async def _send(self, info: broker_pb.ConnInfo) -> None:
+        handed_over = asyncio.Event()
+        await self._outgoing.put((info, handed_over))
+        await handed_over.wait()
+
+    async def announce(self, service_id: int, network: str, address: str) -> None:
+        """Tell the plugin where to dial ``service_id``; returns once it is on the stream."""
+        if self.closed.is_set():
+            raise BrokerClosed("broker stream is closed")
+        sent = asyncio.ensure_future(
+            self._send(broker_pb.ConnInfo(service_id=service_id, network=network, address=address))
+        )
+        closed = asyncio.ensure_future(self.closed.wait())
+        done, _ = await asyncio.wait({sent, closed}, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if sent not in done:
+            sent.cancel()
+            raise BrokerClosed("broker stream closed before the announcement was sent")
+
+    async def close(self) -> None:
+        self._outgoing.put_nowait(None)
+        if self._call is not None:
+            self._call.cancel()
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
