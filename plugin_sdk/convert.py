@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 
@@ -15,9 +15,7 @@ __all__ = ["execution_from_proto", "execution_to_proto"]
 def _time_from_proto(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     if not present:
         return None
-    return datetime.fromtimestamp(ts.seconds, tz=timezone.utc).replace(
-        microsecond=ts.nanos // 1000
-    )
+    return datetime.fromtimestamp(ts.seconds, tz=UTC).replace(microsecond=ts.nanos // 1000)
 
 
 def execution_from_proto(message: dkron_pb2.Execution) -> Execution:

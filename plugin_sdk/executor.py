@@ -53,13 +53,13 @@ class _BrokeredStatus:
             self._channel.close()
 
 
-class _ExecutorServicer:
+class _ExecutorServicer(v1_grpc.ExecutorServiceServicer, legacy_grpc.ExecutorServicer):
     def __init__(self, executor: ExecutorFunction, broker: PluginBroker, legacy: bool) -> None:
         self._executor = executor
         self._broker = broker
         self._legacy = legacy
 
-    def Execute(  # noqa: N802
+    def Execute(
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteResponse:
         channel = None

@@ -23,12 +23,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def dkron_processor_names() -> list[str]:  # type: ignore[empty-body]
+def dkron_processor_names() -> list[str]:
     """The processor names this plugin answers for (as used in a job's ``processors``)."""
+    raise NotImplementedError
 
 
 @hookspec(firstresult=True)
-def dkron_process(  # type: ignore[empty-body]
+def dkron_process(
     processor: str, execution: Execution, config: Mapping[str, str]
 ) -> Execution | None:
     """Process ``execution`` if ``processor`` is one of ours, else return None.
@@ -36,3 +37,4 @@ def dkron_process(  # type: ignore[empty-body]
     The returned execution replaces the one that gets stored. Raising marks the
     processor failed; the host records that on the execution and keeps going.
     """
+    raise NotImplementedError

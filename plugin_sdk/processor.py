@@ -56,7 +56,7 @@ class _ProcessorServicer(processor_grpc.ProcessorServiceServicer):
     def __init__(self, function: ProcessorFunction) -> None:
         self._function = function
 
-    def Process(  # noqa: N802
+    def Process(
         self, request: pb.ProcessRequest, context: grpc.ServicerContext
     ) -> pb.ProcessResponse:
         try:

@@ -1,8 +1,8 @@
 """Unit-test a plugin binary through the real protocol, from synchronous test code.
 
-    with PluginHarness(["dkron-executor-mine"]) as plugin:
-        result = plugin.execute(command="echo hi")
-        assert result.success and result.output == b"hi\\n"
+with PluginHarness(["dkron-executor-mine"]) as plugin:
+    result = plugin.execute(command="echo hi")
+    assert result.success and result.output == b"hi\\n"
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ class PluginHarness:
         self._thread.start()
         try:
             self._client = self._run(
-                PluginClient.launch(
-                    self._argv, name=self._name, start_timeout=self._start_timeout
-                )
+                PluginClient.launch(self._argv, name=self._name, start_timeout=self._start_timeout)
             )
         except BaseException:
             self._stop_loop()
@@ -99,7 +97,7 @@ class PluginHarness:
         request = processor_pb2.ProcessRequest(
             execution=execution_to_proto(execution), config={**(config or {}), **options}
         )
-        response = self._run(self.client.process(request, timeout=60.0))
+        response = self._run(self.client.call_processor(request, timeout=60.0))
         if response.error:
             raise RuntimeError(response.error)
         return execution_from_proto(response.execution)

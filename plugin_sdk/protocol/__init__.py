@@ -1,4 +1,7 @@
-"""go-plugin's wire protocol, both ends, in one place: handshake, broker, host client, plugin server."""
+"""go-plugin's wire protocol, both ends, in one place.
+
+Handshake, broker, host client and plugin server.
+"""
 
 from plugin_sdk.protocol.broker import GRPC_OPTIONS, BrokerClosed, HostBroker, PluginBroker
 from plugin_sdk.protocol.client import (

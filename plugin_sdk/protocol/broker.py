@@ -68,7 +68,7 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
         self._closed = False
         self._streams = 0
 
-    def StartStream(  # noqa: N802 - gRPC method name
+    def StartStream(
         self, request_iterator: Iterator[broker_pb.ConnInfo], context: grpc.ServicerContext
     ) -> Iterator[broker_pb.ConnInfo]:
         with self._changed:

@@ -25,8 +25,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dkron_pb.dkronpy.v1 import processor_pb2, processor_pb2_grpc
-from dkron_pb.plugin import grpc_controller_pb2, grpc_controller_pb2_grpc
-from dkron_pb.plugin import grpc_stdio_pb2_grpc
+from dkron_pb.plugin import grpc_controller_pb2, grpc_controller_pb2_grpc, grpc_stdio_pb2_grpc
 from dkron_pb.types.legacy import executor_legacy_pb2_grpc as legacy_grpc
 from dkron_pb.types.v1 import executor_pb2 as pb
 from dkron_pb.types.v1 import executor_pb2_grpc as v1_grpc
@@ -91,7 +90,7 @@ class _StatusHelper(v1_grpc.StatusHelperServiceServicer):
     def __init__(self, on_update: UpdateCallback | None) -> None:
         self._on_update = on_update
 
-    async def Update(  # noqa: N802
+    async def Update(
         self, request: pb.StatusUpdateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StatusUpdateResponse:
         if self._on_update is not None:
@@ -102,8 +101,15 @@ class _StatusHelper(v1_grpc.StatusHelperServiceServicer):
 
 
 class _LegacyStatusHelper(legacy_grpc.StatusHelperServicer):
+    """The same helper under Dkron <= 4.0.8's service name."""
+
     def __init__(self, delegate: _StatusHelper) -> None:
-        self.Update = delegate.Update  # type: ignore[method-assign]
+        self._delegate = delegate
+
+    async def Update(
+        self, request: pb.StatusUpdateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StatusUpdateResponse:
+        return await self._delegate.Update(request, context)
 
 
 class PluginClient:
@@ -206,7 +212,7 @@ class PluginClient:
             exited.cancel()
         if reading in done:
             try:
-                raw = reading.result()
+                raw: bytes = reading.result()
             except (ValueError, asyncio.LimitOverrunError):
                 raise PluginStartError(
                     self.name, "Unrecognized remote plugin message: first stdout line over 64 KiB"
@@ -267,7 +273,9 @@ class PluginClient:
             entry = parse_log_line(text)
             self.stderr_tail.append(entry.message or text)
             level = logging.ERROR if self._panic else entry.level
-            self.log.log(level, "%s", entry.message, extra={"plugin": self.name, **_safe(entry.fields)})
+            self.log.log(
+                level, "%s", entry.message, extra={"plugin": self.name, **_safe(entry.fields)}
+            )
 
     async def _drain_stdout(self) -> None:
         # go-plugin reads only the first line; the rest is drained so the plugin never blocks.
@@ -304,8 +312,10 @@ class PluginClient:
             return PluginTimeout(self.name, f"{what} did not finish within {timeout:g}s")
         if self.exited.is_set() or code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             status = self.process.returncode
-            how = f"exit status {status}" if status is not None and status >= 0 else (
-                f"killed by signal {-status}" if status is not None else "connection lost"
+            how = (
+                f"exit status {status}"
+                if status is not None and status >= 0
+                else (f"killed by signal {-status}" if status is not None else "connection lost")
             )
             return PluginCrashed(
                 self.name, f"plugin crashed during {what} ({how}){self._stderr_hint()}"
@@ -328,7 +338,9 @@ class PluginClient:
     ) -> pb.ExecuteResponse:
         """One execution through the plugin, live output delivered to ``on_update``."""
         if not self.alive:
-            raise PluginCrashed(self.name, f"plugin is not running (exit status {self.process.returncode})")
+            raise PluginCrashed(
+                self.name, f"plugin is not running (exit status {self.process.returncode})"
+            )
         assert self._broker is not None
         service_id = self._broker.next_id()
         path = os.path.join(self._socket_dir, f"s{service_id}")
@@ -338,7 +350,9 @@ class PluginClient:
         legacy_grpc.add_StatusHelperServicer_to_server(_LegacyStatusHelper(helper), server)
         server.add_insecure_port(f"unix:{path}")
         await server.start()
-        request = pb.ExecuteRequest(job_name=job_name, config=dict(config), status_server=service_id)
+        request = pb.ExecuteRequest(
+            job_name=job_name, config=dict(config), status_server=service_id
+        )
         try:
             # Announce before Execute: Go plugins dial the status server unconditionally.
             try:
@@ -373,7 +387,7 @@ class PluginClient:
             "serves neither types.v1.ExecutorService nor types.Executor (is it an executor?)",
         )
 
-    async def process(
+    async def call_processor(
         self,
         request: processor_pb2.ProcessRequest,
         *,

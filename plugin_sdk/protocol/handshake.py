@@ -144,7 +144,7 @@ def parse_handshake_line(
         if not address:
             raise HandshakeError("plugin announced an empty unix socket path")
     elif network == "tcp":
-        host, sep, port = address.rpartition(":")
+        _host, sep, port = address.rpartition(":")
         if not sep or not port.isdigit():
             raise HandshakeError(f"plugin announced an invalid tcp address {address!r}")
     else:

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["HclogFormatter", "LogLine", "parse_log_line"]
 
@@ -17,8 +17,13 @@ _LEVEL_NAMES = {
     logging.ERROR: "error",
     logging.CRITICAL: "error",
 }
-_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-           "warn": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 _BRACKET = re.compile(r"^\[(TRACE|DEBUG|INFO|WARN|ERROR)\]\s?(.*)$")
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
@@ -31,7 +36,7 @@ class HclogFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created, tz=timezone.utc)
+        when = datetime.fromtimestamp(record.created, tz=UTC)
         entry: dict[str, object] = {
             "@level": _LEVEL_NAMES.get(record.levelno, "info"),
             "@message": str(record.getMessage()),

@@ -8,6 +8,7 @@ plugin to shut down (or goes away).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -62,7 +63,7 @@ class _Controller(controller_grpc.GRPCControllerServicer):
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
 
-    def Shutdown(  # noqa: N802
+    def Shutdown(
         self, request: controller_pb.Empty, context: grpc.ServicerContext
     ) -> controller_pb.Empty:
         # Reply first: the actual stop happens on the main thread once we return.
@@ -82,10 +83,9 @@ class _StdioStream(stdio_grpc.GRPCStdioServicer, io.TextIOBase):
         class _Writer(io.TextIOBase):
             def write(self, text: str) -> int:
                 if text:
-                    try:
+                    # Nobody reading: drop rather than block the plugin.
+                    with contextlib.suppress(queue.Full):
                         stream._chunks.put_nowait((channel, text.encode("utf-8", "replace")))
-                    except queue.Full:  # nobody reads: drop rather than block the plugin
-                        pass
                 return len(text)
 
             def writable(self) -> bool:
@@ -93,7 +93,7 @@ class _StdioStream(stdio_grpc.GRPCStdioServicer, io.TextIOBase):
 
         return _Writer()  # type: ignore[return-value]
 
-    def StreamStdio(  # noqa: N802
+    def StreamStdio(
         self, request: empty_pb2.Empty, context: grpc.ServicerContext
     ) -> Iterator[stdio_pb.StdioData]:
         while context.is_active():
@@ -108,10 +108,8 @@ class _StdioStream(stdio_grpc.GRPCStdioServicer, io.TextIOBase):
                 yield stdio_pb.StdioData(channel=channel, data=data[start : start + 1024])  # type: ignore[arg-type]
 
     def close_stream(self) -> None:
-        try:
+        with contextlib.suppress(queue.Full):
             self._chunks.put_nowait(None)
-        except queue.Full:
-            pass
 
 
 def _setup_logging(stderr: TextIO) -> None:
@@ -226,9 +224,7 @@ def serve_plugin(
     stdio.close_stream()
     server.stop(_SHUTDOWN_GRACE).wait(_SHUTDOWN_GRACE + 0.5)
     if socket_path:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
-        except FileNotFoundError:
-            pass
     real_stderr.flush()
     os._exit(0)  # grpc's worker threads must not keep a finished plugin alive

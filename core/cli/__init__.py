@@ -1,0 +1,1 @@
+"""dkronctl: the command-line interface."""

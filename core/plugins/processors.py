@@ -1,0 +1,137 @@
+"""Processors, dispatched through pluggy.
+
+In-process processors come from the ``dkron.processors`` entry-point group;
+``dkron-processor-*`` binaries are registered behind :class:`BinaryProcessor`, an
+adapter implementing the same hooks. Hooks are synchronous, so dispatch runs on a
+worker thread and the adapter hands its gRPC call back to the event loop: neither
+kind can block the loop. A processor that fails is recorded on the execution and
+the next one still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import pluggy
+
+from core.plugins.supervisor import ManagedPlugin
+from dkron_pb.dkronpy.v1 import processor_pb2
+from plugin_sdk import hookspecs
+from plugin_sdk.convert import execution_from_proto, execution_to_proto
+from plugin_sdk.hookspecs import ENTRY_POINT_GROUP, PROJECT, hookimpl
+from plugin_sdk.models import Execution
+from plugin_sdk.protocol.client import PluginError
+
+__all__ = ["BinaryProcessor", "ProcessingResult", "ProcessorDispatcher"]
+
+log = logging.getLogger("dkron.processors")
+
+_PROCESS_TIMEOUT = 60.0
+
+
+class BinaryProcessor:
+    """Adapts a ``dkron-processor-*`` binary into a pluggy plugin."""
+
+    def __init__(self, plugin: ManagedPlugin, loop: asyncio.AbstractEventLoop) -> None:
+        self._plugin = plugin
+        self._loop = loop
+
+    @hookimpl
+    def dkron_processor_names(self) -> list[str]:
+        return [self._plugin.name]
+
+    @hookimpl
+    def dkron_process(
+        self, processor: str, execution: Execution, config: Mapping[str, str]
+    ) -> Execution | None:
+        if processor != self._plugin.name:
+            return None
+        call = asyncio.run_coroutine_threadsafe(self._process(execution, config), self._loop)
+        return call.result()
+
+    async def _process(self, execution: Execution, config: Mapping[str, str]) -> Execution:
+        client = await self._plugin.client()
+        request = processor_pb2.ProcessRequest(
+            execution=execution_to_proto(execution), config=dict(config)
+        )
+        response = await client.call_processor(request, timeout=_PROCESS_TIMEOUT)
+        if response.error:
+            raise RuntimeError(response.error)
+        return execution_from_proto(response.execution)
+
+
+@dataclass
+class ProcessingResult:
+    execution: Execution
+    errors: list[str] = field(default_factory=list)
+
+
+class UnknownProcessor(LookupError):
+    pass
+
+
+class ProcessorDispatcher:
+    def __init__(self, *, load_entry_points: bool = True) -> None:
+        self.manager = pluggy.PluginManager(PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        if load_entry_points:
+            loaded = self.manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            if loaded:
+                log.info("loaded %d processor(s) from entry points", loaded)
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin; one registered later answers first for a shared name."""
+        self.manager.register(plugin, name=name)
+
+    def register_binaries(
+        self, plugins: Iterable[ManagedPlugin], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        for plugin in plugins:
+            self.register(BinaryProcessor(plugin, loop), name=f"binary:{plugin.name}")
+
+    def names(self) -> list[str]:
+        found: set[str] = set()
+        for names in self.manager.hook.dkron_processor_names():
+            found.update(names)
+        return sorted(found)
+
+    def _call(self, name: str, execution: Execution, config: Mapping[str, str]) -> Execution:
+        result = self.manager.hook.dkron_process(processor=name, execution=execution, config=config)
+        if result is None:
+            raise UnknownProcessor(f"no processor named {name!r} (known: {self.names()})")
+        if not isinstance(result, Execution):
+            raise TypeError(f"returned {type(result).__name__}, expected Execution")
+        return result
+
+    async def run(
+        self,
+        execution: Execution,
+        processors: Mapping[str, Mapping[str, str]],
+        reporting_node: str = "",
+    ) -> ProcessingResult:
+        """Run the job's processors in order; each gets the previous one's result."""
+        result = ProcessingResult(execution)
+        for name, config in processors.items():
+            merged = {**config, "reporting_node": reporting_node}
+            try:
+                result.execution = await asyncio.to_thread(
+                    self._call, name, result.execution, merged
+                )
+            except (PluginError, UnknownProcessor, Exception) as exc:
+                cause = (
+                    str(exc)
+                    if isinstance(exc, (PluginError, UnknownProcessor))
+                    else (f"{type(exc).__name__}: {exc}")
+                )
+                error = f"processor {name!r} failed: {cause}"
+                log.warning("%s", error, extra={"job": execution.job_name})
+                result.errors.append(error)
+                # Never lost: the note travels with the stored output too.
+                result.execution = dataclasses.replace(
+                    result.execution, output=result.execution.output + f"\n[{error}]\n".encode()
+                )
+        return result

@@ -1,0 +1,141 @@
+"""The agent's plugin runtime: discovered executors and processors, run and shut down together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from core.plugins.discovery import DEFAULT_PLUGIN_DIR, Discovery, default_search_path, discover
+from core.plugins.executors import ExecutionOutcome, OutputCallback, run_execution
+from core.plugins.output import DEFAULT_OUTPUT_LIMIT
+from core.plugins.processors import ProcessingResult, ProcessorDispatcher
+from core.plugins.supervisor import Backoff, ManagedPlugin
+from plugin_sdk.models import Execution
+from plugin_sdk.protocol.client import DEFAULT_RECEIVE_LIMIT, PluginStartError
+
+__all__ = ["PluginRuntime", "RuntimeSettings"]
+
+log = logging.getLogger("dkron.plugins")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    plugin_dir: Path = Path(DEFAULT_PLUGIN_DIR)
+    start_timeout: float = 60.0
+    receive_limit: int = DEFAULT_RECEIVE_LIMIT
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    backoff: Backoff = field(default_factory=Backoff)
+    load_entry_points: bool = True
+    # Start every plugin at agent start (as Dkron does) so a broken one shows up at once.
+    eager: bool = True
+    shutdown_grace: float = 2.0
+
+
+class PluginRuntime:
+    def __init__(
+        self,
+        settings: RuntimeSettings = RuntimeSettings(),
+        search_path: Sequence[Path] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.search_path = list(search_path or default_search_path(settings.plugin_dir))
+        self.discovery = Discovery()
+        self.executors: dict[str, ManagedPlugin] = {}
+        self.binary_processors: dict[str, ManagedPlugin] = {}
+        self.processors = ProcessorDispatcher(load_entry_points=settings.load_entry_points)
+
+    def _managed(self, found: Mapping[str, object]) -> dict[str, ManagedPlugin]:
+        return {
+            name: ManagedPlugin(
+                binary,  # type: ignore[arg-type]
+                start_timeout=self.settings.start_timeout,
+                receive_limit=self.settings.receive_limit,
+                backoff=self.settings.backoff,
+            )
+            for name, binary in found.items()
+        }
+
+    async def start(self) -> None:
+        self.discovery = discover(self.search_path)
+        self.executors = self._managed(self.discovery.of_kind("executor"))
+        self.binary_processors = self._managed(self.discovery.of_kind("processor"))
+        self.processors.register_binaries(
+            self.binary_processors.values(), asyncio.get_running_loop()
+        )
+        log.info(
+            "plugins discovered",
+            extra={"executors": sorted(self.executors), "processors": self.processors.names()},
+        )
+        if self.settings.eager:
+            await asyncio.gather(*(self._start_one(p) for p in self._all()))
+
+    def _all(self) -> list[ManagedPlugin]:
+        return [*self.executors.values(), *self.binary_processors.values()]
+
+    async def _start_one(self, plugin: ManagedPlugin) -> None:
+        # Unlike Dkron, a broken plugin does not abort the agent: its jobs fail
+        # with the cause and it is retried on the next execution.
+        try:
+            await plugin.client()
+        except PluginStartError as exc:
+            log.error("%s", exc)
+
+    async def execute(
+        self,
+        executor: str,
+        job_name: str,
+        config: Mapping[str, str],
+        *,
+        on_output: OutputCallback | None = None,
+        timeout: float | None = None,
+    ) -> ExecutionOutcome:
+        plugin = self.executors.get(executor)
+        if plugin is None:
+            known = ", ".join(sorted(self.executors)) or "none"
+            error = f"executor {executor!r} not found in {self._where()} (available: {known})"
+            return ExecutionOutcome(False, error.encode() + b"\n", error)
+        return await run_execution(
+            plugin,
+            job_name,
+            config,
+            on_output=on_output,
+            timeout=timeout,
+            output_limit=self.settings.output_limit,
+        )
+
+    def _where(self) -> str:
+        return ", ".join(str(p) for p in self.search_path)
+
+    async def process(
+        self,
+        execution: Execution,
+        processors: Mapping[str, Mapping[str, str]],
+        reporting_node: str = "",
+    ) -> ProcessingResult:
+        return await self.processors.run(execution, processors, reporting_node)
+
+    async def close(self) -> None:
+        """Controller.Shutdown every plugin, then SIGKILL what is left after the grace."""
+        await asyncio.gather(
+            *(p.close(self.settings.shutdown_grace) for p in self._all()), return_exceptions=True
+        )
+
+    async def __aenter__(self) -> PluginRuntime:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
