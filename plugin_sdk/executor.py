@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Iterable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -24,33 +25,65 @@ ExecutorFunction = Callable[[ExecuteRequest, StatusHelper], ExecuteResponse]
 
 
 class _BrokeredStatus:
-    """Calls the host's StatusHelper over the brokered connection it announced."""
+    """Calls the host's StatusHelper over the brokered connection it announced.
 
-    def __init__(self, channel: grpc.Channel | None, legacy: bool) -> None:
-        self._channel = channel
-        stubs = legacy_grpc.StatusHelperStub if legacy else v1_grpc.StatusHelperServiceStub
-        self._stub = stubs(channel) if channel is not None else None
-        self._warned = False
+    The connection is dialled on the first update, not before the run as Go
+    plugins do: silent executions (most cron jobs) then cost no extra connection.
+    The host keeps the announcement for the whole execution, so waiting is safe.
+    """
+
+    def __init__(self, broker: PluginBroker, service_id: int, legacy: bool) -> None:
+        self._broker = broker
+        self._service_id = service_id
+        self._legacy = legacy
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+        self._failed = False
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._stub is None and not self._failed:
+                try:
+                    self._channel = self._broker.dial(self._service_id)
+                except Exception as exc:
+                    self._failed = True
+                    log.warning(
+                        "cannot reach the host's status helper; output will not stream",
+                        extra={"status_server": self._service_id, "error": str(exc)},
+                    )
+                    return None
+                stubs = (
+                    legacy_grpc.StatusHelperStub
+                    if self._legacy
+                    else v1_grpc.StatusHelperServiceStub
+                )
+                self._stub = stubs(self._channel)
+            return self._stub
 
     def update(self, chunk: bytes | str, is_error: bool = False) -> int:
         if isinstance(chunk, str):
             chunk = chunk.encode()
-        if self._stub is None:
+        stub = self._connect() if self._service_id else None
+        if stub is None:
             return 0
         try:
-            reply = self._stub.Update(pb.StatusUpdateRequest(output=chunk, error=is_error))
+            reply = stub.Update(pb.StatusUpdateRequest(output=chunk, error=is_error))
         except grpc.RpcError as exc:
             # The host stops its StatusHelper when Execute returns; losing live
             # output must not fail the execution, whose final output still counts.
-            if not self._warned:
+            with self._lock:
+                warned, self._failed = self._failed, True
+            if not warned:
                 log.warning("status update failed: %s", exc.details() or exc)
-                self._warned = True
             return 0
         return int(reply.r)
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
+        # The broker owns the (shared) channel; nothing to release per execution.
+        with self._lock:
+            self._stub = None
+            self._failed = True
 
 
 class _ExecutorServicer(v1_grpc.ExecutorServiceServicer, legacy_grpc.ExecutorServicer):
@@ -62,20 +95,17 @@ class _ExecutorServicer(v1_grpc.ExecutorServiceServicer, legacy_grpc.ExecutorSer
     def Execute(
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteResponse:
-        channel = None
-        if request.status_server:
-            # Like Dkron's Go plugins: dial the host's StatusHelper before running.
-            try:
-                channel = self._broker.dial(request.status_server)
-            except (TimeoutError, Exception) as exc:
-                log.warning(
-                    "cannot reach the host's status helper; output will not stream",
-                    extra={"status_server": request.status_server, "error": str(exc)},
-                )
-        status = _BrokeredStatus(channel, self._legacy)
+        status = _BrokeredStatus(self._broker, request.status_server, self._legacy)
+        cancelled = threading.Event()
+        # Fires when the RPC ends for any reason, including the host's deadline or
+        # cancellation, so long-running executors can stop their work.
+        context.add_callback(cancelled.set)
         try:
             result = self._executor(
-                ExecuteRequest(job_name=request.job_name, config=dict(request.config)), status
+                ExecuteRequest(
+                    job_name=request.job_name, config=dict(request.config), cancelled=cancelled
+                ),
+                status,
             )
         except Exception as exc:  # a plugin bug must come back as a failed execution
             log.error("executor raised", extra={"traceback": traceback.format_exc()})

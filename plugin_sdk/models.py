@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,9 @@ class ExecuteRequest:
 
     job_name: str
     config: Mapping[str, str] = field(default_factory=dict)
+    # Set when the host gives up on the execution (deadline, cancellation) or the
+    # call otherwise ends; executors running external work should stop it then.
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 @dataclass

@@ -75,10 +75,14 @@ class PluginHarness:
         job_name: str = "test-job",
         config: Mapping[str, str] | None = None,
         *,
-        timeout: float | None = 60.0,
+        deadline: float | None = 60.0,
         **options: str,
     ) -> ExecutionResult:
-        """One execution; ``options`` are added to ``config`` (executor_config keys)."""
+        """One execution; ``options`` are added to ``config`` (executor_config keys).
+
+        ``deadline`` bounds the call (seconds); it is not named ``timeout`` because
+        that is a common executor_config key (shell, http).
+        """
         updates: list[tuple[bytes, bool]] = []
 
         def collect(chunk: bytes, is_error: bool) -> None:
@@ -86,7 +90,7 @@ class PluginHarness:
 
         merged = {**(config or {}), **options}
         response = self._run(
-            self.client.execute(job_name, merged, on_update=collect, timeout=timeout)
+            self.client.execute(job_name, merged, on_update=collect, timeout=deadline)
         )
         return ExecutionResult(response.output, response.error, updates)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core.plugins.output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from core.plugins.supervisor import ManagedPlugin
-from plugin_sdk.protocol.client import PluginError, PluginTimeout
+from plugin_sdk.protocol.client import PluginCrashed, PluginError, PluginTimeout
 
 __all__ = ["ExecutionOutcome", "OutputCallback", "run_execution"]
 
@@ -53,8 +53,15 @@ async def run_execution(
         async with asyncio.timeout(timeout):
             client = await plugin.client()
             response = await client.execute(job_name, config, on_update=on_update, timeout=timeout)
-    except (PluginError, TimeoutError) as exc:
-        if isinstance(exc, TimeoutError):
+    except (PluginError, TimeoutError, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller cancelled us: not a plugin fault
+            # grpc.aio raises CancelledError when the channel is closed under a
+            # call, i.e. the runtime shut the plugin down mid-execution.
+            exc = PluginCrashed(plugin.name, "plugin was shut down during the execution")
+        elif isinstance(exc, TimeoutError):
             exc = PluginTimeout(plugin.name, f"execution did not finish within {timeout:g}s")
         error = str(exc)
         plugin.record_failure(error)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # go-plugin waits this long for an announcement, and forgets unclaimed ones after it.
 DIAL_TIMEOUT = 5.0
 _MAX_MESSAGE = 2**31 - 1
+# Brokered connections kept open for reuse (per distinct host address).
+_MAX_CACHED_CHANNELS = 64
 # go-plugin raises both limits to MaxInt32; grpc-python would otherwise cap receives at 4 MiB.
 GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", _MAX_MESSAGE),
@@ -67,6 +69,7 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
         self._outgoing: queue.Queue[broker_pb.ConnInfo | None] = queue.Queue()
         self._closed = False
         self._streams = 0
+        self._channels: dict[str, grpc.Channel] = {}
 
     def StartStream(
         self, request_iterator: Iterator[broker_pb.ConnInfo], context: grpc.ServicerContext
@@ -103,6 +106,9 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
 
     def _take(self, service_id: int, deadline: float) -> broker_pb.ConnInfo:
         with self._changed:
+            if service_id not in self._announced:
+                # The RPC carrying the id can overtake its announcement (go-plugin §6.2.4).
+                log.debug("waiting for connection info", extra={"service_id": service_id})
             while True:
                 now = time.monotonic()
                 for sid, (_, arrived) in list(self._announced.items()):
@@ -118,10 +124,25 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
                 self._changed.wait(deadline - now)
 
     def dial(self, service_id: int, timeout: float = DIAL_TIMEOUT) -> grpc.Channel:
-        """A channel to the server the host announced as ``service_id``."""
+        """A channel to the server the host announced as ``service_id``.
+
+        Channels are shared per address: a host that reuses a server for several
+        ids (ours pools them) is reached over one connection. Callers must not
+        close the channel; the broker does, when it evicts it or shuts down.
+        """
         info = self._take(service_id, time.monotonic() + timeout)
         target = f"unix:{info.address}" if info.network == "unix" else info.address
-        return grpc.insecure_channel(target, options=GRPC_OPTIONS)
+        with self._changed:
+            channel = self._channels.pop(target, None)
+            if channel is None:
+                channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)
+            self._channels[target] = channel  # most recently used last
+            evicted = []
+            while len(self._channels) > _MAX_CACHED_CHANNELS:
+                evicted.append(self._channels.pop(next(iter(self._channels))))
+        for old in evicted:
+            old.close()
+        return channel
 
     def close(self) -> None:
         self._outgoing.put(None)
@@ -190,6 +211,17 @@ class HostBroker:
         if sent not in done:
             sent.cancel()
             raise BrokerClosed("broker stream closed before the announcement was sent")
+
+    def announce_nowait(self, service_id: int, network: str, address: str) -> None:
+        """Queue an announcement; the stream writes it before anything queued later.
+
+        The call that carries the id travels on another HTTP/2 stream and may
+        arrive first either way; go-plugin's dial waits up to 5 s for the id.
+        """
+        if self.closed.is_set():
+            raise BrokerClosed("broker stream is closed")
+        info = broker_pb.ConnInfo(service_id=service_id, network=network, address=address)
+        self._outgoing.put_nowait((info, asyncio.Event()))
 
     async def close(self) -> None:
         self._outgoing.put_nowait(None)

@@ -1,0 +1,1 @@
+"""Interop tests against real Go go-plugin hosts and plugins."""
