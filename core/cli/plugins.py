@@ -156,7 +156,10 @@ def exec_plugin(
                 sys.stdout.buffer.write(outcome.output)
             return True
         if not streamed:
-            sys.stdout.buffer.write(outcome.output[len(outcome.error) + 1 :])
+            # The outcome leads with "<error>\n" unless the output cap cut it off.
+            head = outcome.error.encode() + b"\n"
+            output = outcome.output
+            sys.stdout.buffer.write(output[len(head) :] if output.startswith(head) else output)
         sys.stdout.flush()
         typer.echo(f"dkronctl: execution failed: {outcome.error}", err=True)
         return False

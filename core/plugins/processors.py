@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,15 +31,21 @@ __all__ = ["BinaryProcessor", "ProcessingResult", "ProcessorDispatcher"]
 
 log = logging.getLogger("dkron.processors")
 
-_PROCESS_TIMEOUT = 60.0
+DEFAULT_PROCESS_TIMEOUT = 60.0
 
 
 class BinaryProcessor:
     """Adapts a ``dkron-processor-*`` binary into a pluggy plugin."""
 
-    def __init__(self, plugin: ManagedPlugin, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        plugin: ManagedPlugin,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float = DEFAULT_PROCESS_TIMEOUT,
+    ) -> None:
         self._plugin = plugin
         self._loop = loop
+        self._timeout = timeout
 
     @hookimpl
     def dkron_processor_names(self) -> list[str]:
@@ -58,7 +65,7 @@ class BinaryProcessor:
         request = processor_pb2.ProcessRequest(
             execution=execution_to_proto(execution), config=dict(config)
         )
-        response = await client.call_processor(request, timeout=_PROCESS_TIMEOUT)
+        response = await client.call_processor(request, timeout=self._timeout)
         if response.error:
             raise RuntimeError(response.error)
         return execution_from_proto(response.execution)
@@ -78,20 +85,41 @@ class ProcessorDispatcher:
     def __init__(self, *, load_entry_points: bool = True) -> None:
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(hookspecs)
+        # Entry points that could not be loaded: (entry point name, cause).
+        self.load_errors: list[tuple[str, str]] = []
         if load_entry_points:
-            loaded = self.manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-            if loaded:
-                log.info("loaded %d processor(s) from entry points", loaded)
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        # One at a time, so a broken third-party package costs only its own
+        # processor (recorded and logged), never the agent's start.
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if self.manager.get_plugin(entry_point.name) is not None:
+                continue
+            try:
+                self.manager.register(entry_point.load(), name=entry_point.name)
+            except Exception as exc:
+                cause = f"{type(exc).__name__}: {exc}"
+                self.load_errors.append((entry_point.name, cause))
+                log.error(
+                    "cannot load processor entry point %r (%s): %s",
+                    entry_point.name,
+                    entry_point.value,
+                    cause,
+                )
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin; one registered later answers first for a shared name."""
         self.manager.register(plugin, name=name)
 
     def register_binaries(
-        self, plugins: Iterable[ManagedPlugin], loop: asyncio.AbstractEventLoop
+        self,
+        plugins: Iterable[ManagedPlugin],
+        loop: asyncio.AbstractEventLoop,
+        timeout: float = DEFAULT_PROCESS_TIMEOUT,
     ) -> None:
         for plugin in plugins:
-            self.register(BinaryProcessor(plugin, loop), name=f"binary:{plugin.name}")
+            self.register(BinaryProcessor(plugin, loop, timeout), name=f"binary:{plugin.name}")
 
     def names(self) -> list[str]:
         found: set[str] = set()

@@ -12,7 +12,11 @@ from types import TracebackType
 from core.plugins.discovery import DEFAULT_PLUGIN_DIR, Discovery, default_search_path, discover
 from core.plugins.executors import ExecutionOutcome, OutputCallback, run_execution
 from core.plugins.output import DEFAULT_OUTPUT_LIMIT
-from core.plugins.processors import ProcessingResult, ProcessorDispatcher
+from core.plugins.processors import (
+    DEFAULT_PROCESS_TIMEOUT,
+    ProcessingResult,
+    ProcessorDispatcher,
+)
 from core.plugins.supervisor import Backoff, ManagedPlugin
 from plugin_sdk.models import Execution
 from plugin_sdk.protocol.client import DEFAULT_RECEIVE_LIMIT, PluginStartError
@@ -33,6 +37,7 @@ class RuntimeSettings:
     # Start every plugin at agent start (as Dkron does) so a broken one shows up at once.
     eager: bool = True
     shutdown_grace: float = 2.0
+    processor_timeout: float = DEFAULT_PROCESS_TIMEOUT
 
 
 class PluginRuntime:
@@ -64,7 +69,9 @@ class PluginRuntime:
         self.executors = self._managed(self.discovery.of_kind("executor"))
         self.binary_processors = self._managed(self.discovery.of_kind("processor"))
         self.processors.register_binaries(
-            self.binary_processors.values(), asyncio.get_running_loop()
+            self.binary_processors.values(),
+            asyncio.get_running_loop(),
+            self.settings.processor_timeout,
         )
         log.info(
             "plugins discovered",

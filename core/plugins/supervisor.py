@@ -119,7 +119,9 @@ class ManagedPlugin:
         if time.monotonic() - self._started_at >= self._backoff.reset_after:
             self._failures = 0
         code = client.process.returncode
-        self._note_failure(f"plugin exited with status {code}")
+        # Keep the richer cause an execution recorded (crash message, stderr tail).
+        cause = self._last_error or f"plugin exited with status {code}"
+        self._note_failure(cause)
         await client.kill()
         self._client = None
 

@@ -138,9 +138,8 @@ def _bind(server: grpc.Server, network: str) -> tuple[str, str, str | None]:
     return "unix", path, path
 
 
-def _watch_parent(stop: threading.Event) -> None:
+def _watch_parent(stop: threading.Event, parent: int) -> None:
     # Nothing in go-plugin tells a plugin its host died; do not linger as an orphan.
-    parent = os.getppid()
     while not stop.wait(_PARENT_POLL):
         if os.getppid() != parent:
             log.warning("host process went away; shutting down")
@@ -164,6 +163,8 @@ def serve_plugin(
         sys.stderr.write("this plugin does not support AutoMTLS (PLUGIN_CLIENT_CERT is set)\n")
         raise SystemExit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when plugins die
+    # Taken before the handshake: a host that dies right after reading it must still count.
+    parent = os.getppid()
 
     # The handshake must be the first stdout line: keep fd 1 for it alone and send
     # anything else that writes to fd 1 (libraries, children) to stderr meanwhile.
@@ -215,7 +216,7 @@ def serve_plugin(
     sys.stderr = stdio.writer(stdio_pb.StdioData.STDERR)
     log.debug("plugin serving", extra={"network": net, "address": address})
 
-    threading.Thread(target=_watch_parent, args=(stop,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(stop, parent), daemon=True).start()
     # SIGTERM: the default action would skip cleanup of the socket file.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.5):  # a bounded wait lets SIGTERM handlers run promptly

@@ -292,11 +292,23 @@ def test_timeout_message_follows_output_on_its_own_line(plugin: PluginHarness) -
     )
 
 
-@pytest.mark.parametrize("timeout", ["1h2m3.5s", "300ms", "2us", "2\u00b5s", "0", "10s", "+1m"])
+@pytest.mark.parametrize("timeout", ["1h2m3.5s", "300ms", "0", "0s", "10s", "+1m", ".5h"])
 def test_timeout_not_reached(plugin: PluginHarness, timeout: str) -> None:
     result = run(plugin, command="echo quick", timeout=timeout)
     assert result.error == ""
     assert result.output == b"quick\n"
+
+
+@pytest.mark.parametrize("timeout", ["2us", "2\u00b5s", "2\u03bcs", "0.002ms"])
+def test_tiny_timeout_kills(plugin: PluginHarness, timeout: str) -> None:
+    result = run(plugin, command="sleep 5", timeout=timeout)
+    assert result.error == "signal: killed"
+    assert (
+        result.output
+        == (
+            "shell: Job 'sleep 5' execution time exceeding defined timeout 2\u00b5s. Job was killed"
+        ).encode()
+    )
 
 
 @pytest.mark.parametrize(
@@ -421,8 +433,8 @@ def test_su_user_and_group(plugin: PluginHarness) -> None:
 @needs_root
 def test_su_survives_many_runs(plugin: PluginHarness) -> None:
     # fork() in a gRPC process used to crash the child now and then before exec.
-    errors = [run(plugin, command="true", su="nobody").error for _ in range(100)]
-    assert errors == [""] * 100
+    errors = [run(plugin, command="true", su="nobody").error for _ in range(250)]
+    assert errors == [""] * 250
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,11 @@ leave the other plugins alone, and never leave a process behind.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from plugin_host_helpers import install, recorded_pids, still_running, wait_gone
@@ -34,18 +36,14 @@ def plugin_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def settings(plugin_dir: Path, **overrides: object) -> RuntimeSettings:
-    options: dict[str, object] = {
-        "plugin_dir": plugin_dir,
-        "backoff": BACKOFF,
-        "load_entry_points": False,
-        "start_timeout": 10.0,
-    }
-    options.update(overrides)
-    return RuntimeSettings(**options)  # type: ignore[arg-type]
+def settings(plugin_dir: Path, **overrides: Any) -> RuntimeSettings:
+    base = RuntimeSettings(
+        plugin_dir=plugin_dir, backoff=BACKOFF, load_entry_points=False, start_timeout=10.0
+    )
+    return dataclasses.replace(base, **overrides)
 
 
-def runtime_for(plugin_dir: Path, **overrides: object) -> PluginRuntime:
+def runtime_for(plugin_dir: Path, **overrides: Any) -> PluginRuntime:
     return PluginRuntime(settings(plugin_dir, **overrides), search_path=[plugin_dir])
 
 
@@ -82,7 +80,10 @@ async def test_a_plugin_error_is_a_failed_outcome_with_its_output(good: PluginRu
 async def test_output_streams_live_and_is_reported(good: PluginRuntime) -> None:
     chunks: list[tuple[bytes, bool]] = []
     outcome = await good.execute(
-        "fake", "job", {"stream": "live\n", "output": "final\n"}, on_output=lambda c, e: chunks.append((c, e))
+        "fake",
+        "job",
+        {"stream": "live\n", "output": "final\n"},
+        on_output=lambda c, e: chunks.append((c, e)),
     )
     assert outcome.success and outcome.output == b"final\n"
     assert chunks == [(b"live\n", False)]
@@ -99,7 +100,7 @@ async def test_crash_mid_execution_keeps_streamed_output_and_restarts(
     assert "'fake'" in crashed.error and "crashed" in crashed.error, crashed.error
     assert "exit status 3" in crashed.error, crashed.error
     assert crashed.output == crashed.error.encode() + b"\ngot this far\n"
-    assert still_running([before]) == []  # reaped, not a zombie
+    assert wait_gone([before]) == []  # reaped, not a zombie
 
     after = await good.execute("fake", "job", {})
     assert after.success, after.error
@@ -108,7 +109,7 @@ async def test_crash_mid_execution_keeps_streamed_output_and_restarts(
 
 
 async def test_restart_waits_out_the_backoff(plugin_dir: Path, pid_dir: Path) -> None:
-    delay = 0.5
+    delay = 0.3
     install(plugin_dir, "executor", "fake", "executor")
     backoff = Backoff(initial=delay, maximum=10.0)
     async with runtime_for(plugin_dir, backoff=backoff) as runtime:
@@ -176,7 +177,7 @@ async def test_a_hung_plugin_that_stops_answering_health_is_killed(
 
     assert not outcome.success and "within 0.5s" in outcome.error, outcome.error
     # SIGKILL works on a stopped process; it must be reaped too.
-    assert still_running([stopped]) == []
+    assert wait_gone([stopped]) == []
     assert plugin.state.running is False
     assert "unresponsive" in plugin.state.last_error
     after = await good.execute("fake", "job", {})
@@ -203,7 +204,9 @@ async def test_output_cap_keeps_the_last_bytes(plugin_dir: Path, pid_dir: Path) 
         assert crashed.output.endswith(expected[-200:])
 
 
-async def test_unknown_executor_names_the_search_path(good: PluginRuntime, plugin_dir: Path) -> None:
+async def test_unknown_executor_names_the_search_path(
+    good: PluginRuntime, plugin_dir: Path
+) -> None:
     outcome = await good.execute("nope", "job", {})
     assert not outcome.success
     assert "'nope'" in outcome.error and str(plugin_dir) in outcome.error, outcome.error
@@ -259,12 +262,14 @@ async def test_close_leaves_no_process(plugin_dir: Path, pid_dir: Path) -> None:
         install(plugin_dir, "executor", name, "executor")
     install(plugin_dir, "processor", "p", "processor")
     runtime = runtime_for(plugin_dir)
-    await runtime.start()
-    clients = [await p.client() for p in [*runtime.executors.values(), *runtime.binary_processors.values()]]
-    pids = {c.process.pid for c in clients}
-    assert len(pids) == 4 and still_running(pids) == sorted(pids)
-
-    await runtime.close()
+    try:
+        await runtime.start()
+        plugins = [*runtime.executors.values(), *runtime.binary_processors.values()]
+        clients = [await p.client() for p in plugins]
+        pids = {c.process.pid for c in clients}
+        assert len(pids) == 4 and still_running(pids) == sorted(pids)
+    finally:
+        await runtime.close()
 
     assert wait_gone(pids) == []
     # Controller.Shutdown was enough: every plugin exited on its own, status 0.
@@ -286,12 +291,13 @@ async def test_close_on_the_error_path(plugin_dir: Path, pid_dir: Path) -> None:
 async def test_close_while_an_execution_hangs(plugin_dir: Path, pid_dir: Path) -> None:
     install(plugin_dir, "executor", "fake", "executor")
     runtime = runtime_for(plugin_dir)
-    await runtime.start()
-    running = asyncio.create_task(runtime.execute("fake", "job", {"hang": "1"}))
-    pid = runtime.executors["fake"].state.pid
-    assert pid is not None
-
-    await runtime.close()
+    try:
+        await runtime.start()
+        running = asyncio.create_task(runtime.execute("fake", "job", {"hang": "1"}))
+        pid = runtime.executors["fake"].state.pid
+        assert pid is not None
+    finally:
+        await runtime.close()
     outcome = await asyncio.wait_for(running, 5.0)
 
     assert not outcome.success
@@ -303,7 +309,9 @@ async def test_cancelling_an_execution_is_not_a_plugin_fault(good: PluginRuntime
     plugin = good.executors["fake"]
     streamed = asyncio.Event()
     running = asyncio.create_task(
-        good.execute("fake", "job", {"stream": "x", "hang": "1"}, on_output=lambda c, e: streamed.set())
+        good.execute(
+            "fake", "job", {"stream": "x", "hang": "1"}, on_output=lambda c, e: streamed.set()
+        )
     )
     await asyncio.wait_for(streamed.wait(), 5.0)
     running.cancel()
@@ -323,12 +331,13 @@ async def test_a_plugin_ignoring_shutdown_is_killed_after_the_grace(
     install(plugin_dir, "executor", "fake", "executor")
     grace = 0.3
     runtime = runtime_for(plugin_dir, shutdown_grace=grace)
-    await runtime.start()
-    stubborn = await runtime.executors["stubborn"].client()
-    polite = await runtime.executors["fake"].client()
-
-    started = time.monotonic()
-    await runtime.close()
+    try:
+        await runtime.start()
+        stubborn = await runtime.executors["stubborn"].client()
+        polite = await runtime.executors["fake"].client()
+        started = time.monotonic()
+    finally:
+        await runtime.close()
     took = time.monotonic() - started
 
     assert stubborn.process.returncode == -9  # SIGKILL

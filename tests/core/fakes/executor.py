@@ -3,8 +3,9 @@
 Keys, applied in this order: ``stream`` (text sent through the status helper),
 ``wait_file`` (block until that path exists), ``crash`` (exit with that status),
 ``hang`` (block forever), ``sigstop`` (stop itself, so it no longer answers
-health), ``fail`` (return that error), then the output: ``lines`` (N numbered
-lines), ``output`` (that text) or by default ``pid=<pid> started=<monotonic>``.
+health), then the output: ``lines`` (N numbered lines), ``output`` (that text),
+``partial work`` if ``fail`` is set, else ``pid=<pid> started=<monotonic>``;
+``fail`` also makes that the error.
 ``$CORE_FAKE_PID_DIR`` gets an empty ``<name>.<pid>`` file at start.
 """
 
@@ -46,13 +47,16 @@ def execute(request: ExecuteRequest, status: StatusHelper) -> ExecuteResponse:
         threading.Event().wait()
     if "sigstop" in config:
         os.kill(os.getpid(), signal.SIGSTOP)
-    if "fail" in config:
-        return ExecuteResponse(output=b"partial work\n", error=config["fail"])
+        # The stop reaches this thread a moment later (the kernel wakes another
+        # thread first); without this we could still answer in that window.
+        threading.Event().wait()
     if "lines" in config:
         text = "".join(f"{i:06d}\n" for i in range(int(config["lines"])))
+    elif "fail" in config:
+        text = "partial work\n"
     else:
         text = config.get("output", f"pid={os.getpid()} started={STARTED!r}\n")
-    return ExecuteResponse(output=text.encode())
+    return ExecuteResponse(output=text.encode(), error=config.get("fail", ""))
 
 
 if __name__ == "__main__":

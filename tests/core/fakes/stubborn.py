@@ -25,7 +25,7 @@ MARK = f"{os.path.basename(sys.argv[0])}.{os.getpid()}"
 
 
 class Controller(controller_grpc.GRPCControllerServicer):
-    def Shutdown(  # noqa: N802
+    def Shutdown(
         self, request: controller_pb.Empty, context: grpc.ServicerContext
     ) -> controller_pb.Empty:
         if FOLDER:
