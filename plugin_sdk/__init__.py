@@ -15,9 +15,21 @@ The binary speaks hashicorp/go-plugin protocol 1 with Dkron's cookie, so it runs
 under dkron-py and under Dkron itself.
 """
 
-from plugin_sdk.executor import ExecutorFunction, serve
-from plugin_sdk.hookspecs import ENTRY_POINT_GROUP, hookimpl
-from plugin_sdk.models import (
+import os
+
+# gRPC's fork handlers can crash a child between fork() and exec() (seen with
+# subprocess user=/preexec_fn, which force a real fork). Plugins exec children,
+# never fork workers, so in a plugin process (the host's cookie is set) they are
+# off unless the operator says otherwise. Must run before grpc is first imported.
+# Names set here are listed so executors can keep them out of their jobs.
+ENVIRONMENT_DEFAULTS: frozenset[str] = frozenset()
+if os.environ.get("DKRON_PLUGIN_MAGIC_COOKIE") and "GRPC_ENABLE_FORK_SUPPORT" not in os.environ:
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    ENVIRONMENT_DEFAULTS = frozenset({"GRPC_ENABLE_FORK_SUPPORT"})
+
+from plugin_sdk.executor import ExecutorFunction, serve  # noqa: E402
+from plugin_sdk.hookspecs import ENTRY_POINT_GROUP, hookimpl  # noqa: E402
+from plugin_sdk.models import (  # noqa: E402
     ExecuteRequest,
     ExecuteResponse,
     Execution,
@@ -25,10 +37,11 @@ from plugin_sdk.models import (
     Processor,
     StatusHelper,
 )
-from plugin_sdk.processor import ProcessorFunction, ProcessorPlugin, serve_processor
+from plugin_sdk.processor import ProcessorFunction, ProcessorPlugin, serve_processor  # noqa: E402
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ENVIRONMENT_DEFAULTS",
     "ExecuteRequest",
     "ExecuteResponse",
     "Execution",

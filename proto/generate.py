@@ -30,8 +30,8 @@ def _protos() -> list[str]:
 
 
 def generate(out: Path) -> None:
-    from grpc_tools import protoc  # dev dependency: pip install -e .[dev]
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency: pip install -e .[dev]
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     args = [

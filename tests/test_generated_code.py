@@ -16,8 +16,7 @@ def test_generated_code_is_fresh() -> None:
         timeout=120,
     )
     assert result.returncode == 0, (
-        "dkron_pb is stale; run `python proto/generate.py` and commit the result:\n"
-        + result.stderr
+        "dkron_pb is stale; run `python proto/generate.py` and commit the result:\n" + result.stderr
     )
 
 

@@ -242,11 +242,21 @@ class PluginClient:
         except HandshakeError as exc:
             raise PluginStartError(self.name, str(exc)) from None
         self._tasks.append(asyncio.create_task(self._drain_stdout(), name=f"{self.name}-stdout"))
-        options = [*GRPC_OPTIONS, ("grpc.max_receive_message_length", receive_limit)]
+        # grpc honours the first of duplicate channel args, so replace rather than append.
+        options = [
+            *(o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"),
+            ("grpc.max_receive_message_length", receive_limit),
+        ]
         self._channel = grpc.aio.insecure_channel(self.handshake.target, options=options)
         try:
-            await asyncio.wait_for(self._channel.channel_ready(), _CONNECT_TIMEOUT)
-        except TimeoutError:
+            await asyncio.wait_for(self._connected(), _CONNECT_TIMEOUT)
+        except (TimeoutError, ConnectionError):
+            if await self._wait_exit(0.1):
+                raise PluginStartError(
+                    self.name,
+                    f"plugin exited before we could connect (exit status "
+                    f"{self.process.returncode}){await self._stderr_hint_settled()}",
+                ) from None
             raise PluginStartError(
                 self.name,
                 f"handshake announced {self.handshake.target} but nothing accepts "
@@ -255,6 +265,20 @@ class PluginClient:
         self._broker = HostBroker(self._channel)
         self._broker.start()
         self._tasks.append(asyncio.create_task(self._mirror_stdio(), name=f"{self.name}-stdio"))
+
+    async def _connected(self) -> None:
+        # The plugin listens before it prints its handshake, so a refused or missing
+        # socket will not get better: fail on the first failed attempt, not after 5 s.
+        assert self._channel is not None
+        state = self._channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state in (
+                grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                grpc.ChannelConnectivity.SHUTDOWN,
+            ):
+                raise ConnectionError(state.name)
+            await self._channel.wait_for_state_change(state)
+            state = self._channel.get_state(try_to_connect=True)
 
     async def _first_line(self, start_timeout: float) -> str:
         assert self.process.stdout is not None
@@ -281,7 +305,7 @@ class PluginClient:
             raise PluginStartError(
                 self.name,
                 f"plugin exited before we could connect (exit status "
-                f"{self.process.returncode}){self._stderr_hint()}",
+                f"{self.process.returncode}){await self._stderr_hint_settled()}",
             )
         if reading.done():
             raise PluginStartError(
@@ -294,6 +318,13 @@ class PluginClient:
             f"timeout while waiting for plugin to start ({start_timeout:g}s without a "
             f"handshake line){self._stderr_hint()}",
         )
+
+    async def _stderr_hint_settled(self) -> str:
+        """The stderr hint once the reader has consumed what a dead plugin left in the pipe."""
+        readers = [t for t in self._tasks if t.get_name() == f"{self.name}-stderr"]
+        if readers:
+            await asyncio.wait(readers, timeout=_READER_DRAIN_TIMEOUT)
+        return self._stderr_hint()
 
     def _stderr_hint(self) -> str:
         if not self.stderr_tail:
@@ -318,9 +349,13 @@ class PluginClient:
         stream = self.process.stderr
         while True:
             try:
-                raw = await stream.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                raw = await stream.read(_LINE_LIMIT)  # split an over-long line, as go-plugin does
+                raw = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                raw = exc.partial  # EOF: the last line had no newline
+            except asyncio.LimitOverrunError:
+                # Split an over-long line, as go-plugin does. (readline() would drop it:
+                # it clears the buffer before raising.)
+                raw = await stream.read(_LINE_LIMIT)
             if not raw:
                 return
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -514,5 +549,6 @@ class PluginClient:
 
 
 def _safe(fields: Mapping[str, object]) -> dict[str, object]:
-    reserved = set(vars(logging.makeLogRecord({})))
+    # makeRecord refuses these two as well; a KeyError would kill the stderr reader.
+    reserved = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
     return {k if k not in reserved else f"plugin_{k}": v for k, v in fields.items()}

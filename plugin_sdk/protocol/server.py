@@ -162,7 +162,9 @@ def serve_plugin(
     if os.environ.get("PLUGIN_CLIENT_CERT"):
         sys.stderr.write("this plugin does not support AutoMTLS (PLUGIN_CLIENT_CERT is set)\n")
         raise SystemExit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when plugins die
+    # The host decides when plugins die. A no-op handler rather than SIG_IGN: an
+    # ignored signal stays ignored across exec, so every job would inherit it.
+    signal.signal(signal.SIGINT, lambda *_: None)
     # Taken before the handshake: a host that dies right after reading it must still count.
     parent = os.getppid()
 
@@ -174,6 +176,9 @@ def serve_plugin(
     _setup_logging(real_stderr)
 
     stop = threading.Event()
+    # SIGTERM: the default action would skip cleanup of the socket file. Installed
+    # before the socket exists, so a host that reacts to the handshake at once is covered.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     broker = PluginBroker()
     stdio = _StdioStream()
     server = grpc.server(ThreadPoolExecutor(max_workers=max_workers), options=GRPC_OPTIONS)
@@ -217,8 +222,6 @@ def serve_plugin(
     log.debug("plugin serving", extra={"network": net, "address": address})
 
     threading.Thread(target=_watch_parent, args=(stop, parent), daemon=True).start()
-    # SIGTERM: the default action would skip cleanup of the socket file.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.5):  # a bounded wait lets SIGTERM handlers run promptly
         pass
     broker.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import grp
 import hashlib
 import importlib
@@ -515,67 +513,59 @@ def test_output_keeps_the_last_256000_bytes(
 # -- live streaming, proven by events ------------------------------------------------------
 
 
-def _release(gate: Path) -> None:
-    with open(gate, "w") as fifo:  # blocks until the job opens its end
-        fifo.write("go\n")
-
-
-def _unstick(gate: Path) -> None:
-    # If a test failed while the job waits on the gate, let it finish rather than linger.
-    with contextlib.suppress(OSError):
-        fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"go\n")
-        os.close(fd)
-
-
 async def _gated_run(
-    tmp_path: Path, command: str, triggers: dict[bytes, int]
-) -> tuple[bytes, str, list[tuple[bytes, bool]]]:
-    """Run ``command``; each update containing a trigger opens the FIFO gate once."""
+    tmp_path: Path, command: str, triggers: set[bytes]
+) -> tuple[bytes, str, list[tuple[bytes, bool]], int]:
+    """Run ``command``; every update containing a trigger lets one ``read < {gate}`` pass."""
     gate = tmp_path / "gate"
     os.mkfifo(gate)
-    loop = asyncio.get_running_loop()
+    # Held open read-write, the FIFO always has a writer: the job's `read` never sees EOF
+    # early, never blocks on open, and each line we write releases exactly one `read`.
+    # Writing a few bytes into the empty pipe cannot block the event loop.
+    gate_fd = os.open(gate, os.O_RDWR)
     updates: list[tuple[bytes, bool]] = []
-    releases: list[asyncio.Future[None]] = []
+    releases = 0
 
     def on_update(chunk: bytes, is_error: bool) -> None:
+        nonlocal releases
         updates.append((chunk, is_error))
         if any(trigger in chunk for trigger in triggers):
-            releases.append(loop.run_in_executor(None, _release, gate))
+            os.write(gate_fd, b"go\n")
+            releases += 1
 
-    client = await PluginClient.launch([installed_script("dkron-executor-shell")])
     try:
-        response = await client.execute(
-            "streaming",
-            {"command": command.format(gate=gate), "shell": "true", "timeout": "20s"},
-            on_update=on_update,
-            timeout=15.0,
-        )
-        await asyncio.gather(*releases)
+        client = await PluginClient.launch([installed_script("dkron-executor-shell")])
+        try:
+            response = await client.execute(
+                "streaming",
+                {"command": command.format(gate=gate), "shell": "true", "timeout": "20s"},
+                on_update=on_update,
+                timeout=15.0,
+            )
+        finally:
+            await client.shutdown()
     finally:
-        _unstick(gate)
-        await client.shutdown()
-    assert len(releases) == sum(triggers.values())
-    return response.output, response.error, updates
+        os.close(gate_fd)  # a job still blocked on the gate gets EOF and finishes
+    return response.output, response.error, updates, releases
 
 
 async def test_output_streams_before_execute_returns(tmp_path: Path) -> None:
     # The job cannot print `second` until the host has seen `first`: without live
     # streaming, Execute would never return and the call would time out.
-    output, error, updates = await _gated_run(
-        tmp_path, "echo first; read line < {gate}; echo second", {b"first": 1}
+    output, error, updates, releases = await _gated_run(
+        tmp_path, "echo first; read line < {gate}; echo second", {b"first"}
     )
+    assert releases == 1
     assert error == ""
     assert output == b"first\nsecond\n"
     assert updates == [(b"first\n", False), (b"second\n", False)]
 
 
 async def test_output_keeps_arrival_order_across_pipes(tmp_path: Path) -> None:
-    output, error, updates = await _gated_run(
-        tmp_path,
-        "echo a; read x < {gate}; echo b >&2; read x < {gate}; echo c",
-        {b"a": 1, b"b": 1},
+    output, error, updates, releases = await _gated_run(
+        tmp_path, "echo a; read x < {gate}; echo b >&2; read x < {gate}; echo c", {b"a", b"b"}
     )
+    assert releases == 2
     assert error == ""
     assert output == b"a\nb\nc\n"
     assert updates == [(b"a\n", False), (b"b\n", True), (b"c\n", False)]

@@ -71,7 +71,7 @@ class RawBroker(broker_grpc.GRPCBrokerServicer):
         self.streams_opened = 0
         self.streams_open = 0
 
-    def StartStream(  # noqa: N802
+    def StartStream(
         self, request_iterator: Iterator[broker_pb.ConnInfo], context: grpc.ServicerContext
     ) -> Iterator[broker_pb.ConnInfo]:
         with self.changed:
@@ -119,7 +119,7 @@ class _Controller(controller_grpc.GRPCControllerServicer):
         self._stop = stop
         self._recorder = recorder
 
-    def Shutdown(  # noqa: N802
+    def Shutdown(
         self, request: controller_pb.Empty, context: grpc.ServicerContext
     ) -> controller_pb.Empty:
         path = os.environ.get("FAKE_SHUTDOWN_FILE")
@@ -145,7 +145,7 @@ class _Executor:
         self._handler = handler
         self._wire = wire
 
-    def Execute(  # noqa: N802
+    def Execute(
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteResponse:
         return self._handler(request, self._wire)

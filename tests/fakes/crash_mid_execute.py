@@ -4,6 +4,7 @@ import os
 import sys
 
 import _raw
+
 from dkron_pb.types.v1 import executor_pb2 as pb
 
 

@@ -3,6 +3,7 @@
 import threading
 
 import _raw
+
 from dkron_pb.types.v1 import executor_pb2 as pb
 
 

@@ -3,6 +3,7 @@
 import sys
 
 import _raw
+
 from dkron_pb.types.v1 import executor_pb2 as pb
 
 LINES = [
@@ -14,6 +15,8 @@ LINES = [
     "[WARN] bracket warn",
     "[ERROR] bracket error",
     "just some chatter",
+    "L" * (100 * 1024),  # over go-plugin's 64 KiB line buffer: split, not lost
+    "after the long line",
     "panic: runtime error: index out of range [3] with length 3",
     "goroutine 1 [running]:",
 ]

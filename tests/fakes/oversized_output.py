@@ -1,6 +1,7 @@
 """Fault: an ExecuteResponse of 2 MiB, above the host's receive limit in the test."""
 
 import _raw
+
 from dkron_pb.types.v1 import executor_pb2 as pb
 
 

@@ -10,9 +10,9 @@ import json
 import os
 import sys
 
+import _raw
 import grpc
 
-import _raw
 from dkron_pb.types.legacy import executor_legacy_pb2_grpc as legacy_grpc
 from dkron_pb.types.v1 import executor_pb2 as pb
 from dkron_pb.types.v1 import executor_pb2_grpc as v1_grpc

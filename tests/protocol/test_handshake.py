@@ -88,13 +88,15 @@ def test_short_cert_field_is_legacy_filler() -> None:
         ("1|1|unix", "Unrecognized remote plugin message"),
         ("2|1|unix|/tmp/p|grpc|", "incompatible core API version with plugin. Plugin version: 2"),
         ("x|1|unix|/tmp/p|grpc|", "incompatible core API version"),
-        ("1|2|unix|/tmp/p|grpc|", "incompatible API version with plugin. Plugin version: 2, "
-         "Client versions: [1]"),
+        (
+            "1|2|unix|/tmp/p|grpc|",
+            "incompatible API version with plugin. Plugin version: 2, Client versions: [1]",
+        ),
         ("1|one|unix|/tmp/p|grpc|", "error parsing plugin API version 'one'"),
         ("1|1|udp|host:1|grpc|", "unknown address type 'udp'"),
         ("1|1|unix||grpc|", "empty unix socket path"),
         ("1|1|tcp|localhost|grpc|", "invalid tcp address 'localhost'"),
-        ("1|1|unix|/tmp/p", 'unsupported plugin protocol "netrpc". Supported: [\'grpc\']'),
+        ("1|1|unix|/tmp/p", "unsupported plugin protocol \"netrpc\". Supported: ['grpc']"),
         ("1|1|unix|/tmp/p|", 'unsupported plugin protocol "netrpc"'),
         ("1|1|unix|/tmp/p|netrpc|", 'unsupported plugin protocol "netrpc"'),
         ("1|1|unix|/tmp/p|grpc|" + "A" * 51, "AutoMTLS"),
