@@ -96,6 +96,8 @@ class _ExecutorServicer(v1_grpc.ExecutorServiceServicer, legacy_grpc.ExecutorSer
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteResponse:
         status = _BrokeredStatus(self._broker, request.status_server, self._legacy)
+        if request.status_server:
+            self._broker.claim(request.status_server)
         cancelled = threading.Event()
         # Fires when the RPC ends for any reason, including the host's deadline or
         # cancellation, so long-running executors can stop their work.
@@ -112,6 +114,8 @@ class _ExecutorServicer(v1_grpc.ExecutorServiceServicer, legacy_grpc.ExecutorSer
             return pb.ExecuteResponse(error=f"executor raised {type(exc).__name__}: {exc}")
         finally:
             status.close()
+            if request.status_server:
+                self._broker.release(request.status_server)
         if not isinstance(result, ExecuteResponse):
             return pb.ExecuteResponse(
                 error=f"executor returned {type(result).__name__}, expected ExecuteResponse"

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # go-plugin waits this long for an announcement, and forgets unclaimed ones after it.
 DIAL_TIMEOUT = 5.0
 _MAX_MESSAGE = 2**31 - 1
+# Announcements held before expired ones are swept on arrival.
+_PRUNE_ABOVE = 64
 # Brokered connections kept open for reuse (per distinct host address).
 _MAX_CACHED_CHANNELS = 64
 # go-plugin raises both limits to MaxInt32; grpc-python would otherwise cap receives at 4 MiB.
@@ -70,6 +72,9 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
         self._closed = False
         self._streams = 0
         self._channels: dict[str, grpc.Channel] = {}
+        # Ids whose call is in flight: their announcement is kept past DIAL_TIMEOUT
+        # because the executor may dial late (on its first update).
+        self._claimed: set[int] = set()
 
     def StartStream(
         self, request_iterator: Iterator[broker_pb.ConnInfo], context: grpc.ServicerContext
@@ -93,7 +98,10 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
                     self._outgoing.put(_refusal(info))
                     continue
                 with self._changed:
-                    self._announced[info.service_id] = (info, time.monotonic())
+                    now = time.monotonic()
+                    self._announced[info.service_id] = (info, now)
+                    if len(self._announced) > _PRUNE_ABOVE:
+                        self._prune(now)
                     self._changed.notify_all()
         except grpc.RpcError as exc:
             log.debug("broker stream ended: %s", exc)
@@ -111,9 +119,7 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
                 log.debug("waiting for connection info", extra={"service_id": service_id})
             while True:
                 now = time.monotonic()
-                for sid, (_, arrived) in list(self._announced.items()):
-                    if now - arrived > DIAL_TIMEOUT and sid != service_id:
-                        del self._announced[sid]
+                self._prune(now, keep=service_id)
                 entry = self._announced.pop(service_id, None)
                 if entry is not None:
                     return entry[0]
@@ -122,6 +128,23 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
                 if now >= deadline:
                     raise TimeoutError("timeout waiting for connection info")
                 self._changed.wait(deadline - now)
+
+    def _prune(self, now: float, keep: int = 0) -> None:
+        # Unclaimed announcements are forgotten after DIAL_TIMEOUT, as in go-plugin;
+        # silent executions never dial, so without this they would pile up.
+        for sid, (_, arrived) in list(self._announced.items()):
+            if now - arrived > DIAL_TIMEOUT and sid != keep and sid not in self._claimed:
+                del self._announced[sid]
+
+    def claim(self, service_id: int) -> None:
+        """Keep ``service_id``'s announcement until :meth:`release`, however late the dial."""
+        with self._changed:
+            self._claimed.add(service_id)
+
+    def release(self, service_id: int) -> None:
+        with self._changed:
+            self._claimed.discard(service_id)
+            self._announced.pop(service_id, None)
 
     def dial(self, service_id: int, timeout: float = DIAL_TIMEOUT) -> grpc.Channel:
         """A channel to the server the host announced as ``service_id``.
