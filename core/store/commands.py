@@ -1,0 +1,91 @@
+"""The replicated commands. Each carries every input it needs (times included), so
+applying the log is deterministic on every server and on replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.jobs.model import Execution, Job
+
+__all__ = [
+    "Command",
+    "DeleteExecutions",
+    "DeleteJob",
+    "FinishExecution",
+    "Launch",
+    "RecordLaunches",
+    "SetJob",
+    "SetNext",
+    "StartExecution",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SetJob:
+    job: Job
+    # Restore and toggle replace counters outright; the API merges (Dkron's SetJob rules).
+    merge: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJob:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetNext:
+    """The scheduler's computed next fire times, batched: ``(job name, next or None)``."""
+
+    updates: tuple[tuple[str, datetime | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A scheduled fire, committed before it is dispatched.
+
+    ``run_id`` is derived from (job, scheduled time), so the same fire can never be
+    recorded twice; the cluster milestone fences on ``term`` and dedupes on ``run_id``.
+    """
+
+    run_id: str
+    job_name: str
+    scheduled_at: datetime
+    group: int
+    term: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLaunches:
+    launches: tuple[Launch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartExecution:
+    """Dkron's SetExecution for a starting run; refused for a busy ``forbid`` job."""
+
+    execution: Execution
+    check_forbid: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FinishExecution:
+    """Dkron's ExecutionDone (store side)."""
+
+    execution: Execution
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteExecutions:
+    job_name: str
+
+
+Command = (
+    SetJob
+    | DeleteJob
+    | SetNext
+    | RecordLaunches
+    | StartExecution
+    | FinishExecution
+    | DeleteExecutions
+)

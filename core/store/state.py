@@ -1,0 +1,383 @@
+"""The state machine behind Raft: jobs, execution history, launch records.
+
+Everything here is deterministic and synchronous: commands carry their inputs, and
+queries never copy more than the page they return. One instance lives on every
+server; it is only mutated through :meth:`StoreState.apply`, from the Raft log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.jobs.model import (
+    CONCURRENCY_FORBID,
+    STATUS_FAILED,
+    STATUS_PARTIALLY_FAILED,
+    STATUS_SUCCESS,
+    Execution,
+    Job,
+)
+from core.store.commands import (
+    Command,
+    DeleteExecutions,
+    DeleteJob,
+    FinishExecution,
+    Launch,
+    RecordLaunches,
+    SetJob,
+    SetNext,
+    StartExecution,
+)
+
+__all__ = [
+    "DEFAULT_MAX_HISTORY",
+    "SORTABLE_JOB_FIELDS",
+    "JobQuery",
+    "NotFound",
+    "QueryError",
+    "StartResult",
+    "StoreError",
+    "StoreState",
+]
+
+DEFAULT_MAX_HISTORY = 100
+DEFAULT_OUTPUT_LIMIT = 256_000
+# Dkron's BuntDB indexes; `id` is an alias of `name`.
+SORTABLE_JOB_FIELDS = (
+    "name",
+    "displayname",
+    "schedule",
+    "success_count",
+    "error_count",
+    "last_success",
+    "last_error",
+    "next",
+)
+SORTABLE_EXECUTION_FIELDS = ("started_at", "finished_at", "attempt")
+
+
+class StoreError(Exception):
+    """A command was refused; the message is what Dkron says."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class QueryError(ValueError):
+    """A list query is malformed (bad sort key, bad range)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    accepted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    q: str = ""
+    status: str | None = None
+    disabled: str | None = None
+    sort: str = "name"
+    descending: bool = False
+    start: int = 0
+    end: int | None = None
+
+
+def _sort_key(name: str) -> Callable[[Job], Any]:
+    def key(job: Job) -> Any:
+        value = getattr(job, name)
+        # None (no time yet) sorts first; mixed None/datetime must still compare.
+        return (value is not None, value if value is not None else 0)
+
+    return key
+
+
+class StoreState:
+    def __init__(
+        self, max_history: int = DEFAULT_MAX_HISTORY, output_limit: int = DEFAULT_OUTPUT_LIMIT
+    ) -> None:
+        self.max_history = max_history
+        self.output_limit = output_limit
+        self.jobs: dict[str, Job] = {}
+        self._names: list[str] = []  # sorted, for paging without sorting
+        # job name -> execution id -> execution, in start order
+        self.executions: dict[str, dict[str, Execution]] = {}
+        self.running: dict[str, set[str]] = {}
+        self.launches: dict[str, Launch] = {}
+        # job name -> the latest scheduled time recorded for it (misfire handling)
+        self.last_fire: dict[str, datetime] = {}
+
+    # -- commands --------------------------------------------------------------------------
+
+    def apply(self, command: Command) -> Any:
+        match command:
+            case SetJob():
+                return self._set_job(command.job, command.merge)
+            case DeleteJob():
+                return self._delete_job(command.name)
+            case SetNext():
+                for name, moment in command.updates:
+                    job = self.jobs.get(name)
+                    if job is not None:
+                        job.next = moment
+                return None
+            case RecordLaunches():
+                return self._record_launches(command.launches)
+            case StartExecution():
+                return self._start(command.execution, command.check_forbid)
+            case FinishExecution():
+                return self._finish(command.execution)
+            case DeleteExecutions():
+                return self._delete_executions(command.job_name)
+        raise StoreError(f"unknown command {type(command).__name__}")
+
+    def _set_job(self, job: Job, merge: bool) -> Job:
+        from core.jobs.validation import merge_for_update
+
+        job = dataclasses.replace(job, id=None)
+        if job.parent_job and job.parent_job not in self.jobs:
+            raise NotFound("specified parent job not found")
+        stored = self.jobs.get(job.name)
+        if stored is not None and merge:
+            job = merge_for_update(stored, job)
+        if job.processors is None:
+            job.processors = {}
+        old_parent = stored.parent_job if stored is not None else ""
+        if old_parent != job.parent_job:
+            if old_parent and old_parent in self.jobs:
+                parent = self.jobs[old_parent]
+                remaining = [d for d in parent.dependent_jobs or [] if d != job.name]
+                parent.dependent_jobs = remaining or None
+            if job.parent_job:
+                parent = self.jobs[job.parent_job]
+                if job.name not in (parent.dependent_jobs or []):
+                    parent.dependent_jobs = [*(parent.dependent_jobs or []), job.name]
+        if stored is None:
+            bisect.insort(self._names, job.name)
+        self.jobs[job.name] = job
+        return dataclasses.replace(job)
+
+    def _delete_job(self, name: str) -> Job:
+        job = self.jobs.get(name)
+        if job is None:
+            raise NotFound("job not found")
+        if job.dependent_jobs:
+            raise StoreError(
+                "store: could not delete job with dependent jobs, delete children first"
+            )
+        if job.parent_job and job.parent_job in self.jobs:
+            parent = self.jobs[job.parent_job]
+            remaining = [d for d in parent.dependent_jobs or [] if d != name]
+            parent.dependent_jobs = remaining or None
+        del self.jobs[name]
+        index = bisect.bisect_left(self._names, name)
+        del self._names[index]
+        # Exactly this job's history (Dkron's prefix delete also took `foobar`'s for `foo`).
+        self.executions.pop(name, None)
+        self.running.pop(name, None)
+        self.last_fire.pop(name, None)
+        for run_id in [r for r, launch in self.launches.items() if launch.job_name == name]:
+            del self.launches[run_id]
+        return job
+
+    def _record_launches(self, launches: Iterable[Launch]) -> list[str]:
+        """Record fires; returns the run ids that were new (a replayed fire is not)."""
+        recorded = []
+        for launch in launches:
+            if launch.run_id in self.launches or launch.job_name not in self.jobs:
+                continue
+            previous = self.last_fire.get(launch.job_name)
+            if previous is not None and launch.scheduled_at <= previous:
+                continue  # this fire (or a later one) was already launched
+            self.launches[launch.run_id] = launch
+            self.last_fire[launch.job_name] = launch.scheduled_at
+            recorded.append(launch.run_id)
+        return recorded
+
+    def _start(self, execution: Execution, check_forbid: bool) -> StartResult:
+        job = self.jobs.get(execution.job_name)
+        if job is None:
+            return StartResult(False, f"job {execution.job_name!r} no longer exists")
+        running = self.running.setdefault(execution.job_name, set())
+        if check_forbid and job.concurrency == CONCURRENCY_FORBID and running:
+            return StartResult(
+                False, f"job {job.name!r} is still running and its concurrency is forbid"
+            )
+        history = self.executions.setdefault(execution.job_name, {})
+        history[execution.id] = execution
+        running.add(execution.id)
+        self._trim(execution.job_name, history)
+        return StartResult(True)
+
+    def _trim(self, job_name: str, history: dict[str, Execution]) -> None:
+        excess = len(history) - self.max_history
+        if excess <= 0:
+            return
+        running = self.running.get(job_name, set())
+        for key in list(history):
+            if excess <= 0:
+                break
+            if key not in running:  # never drop the record of a run in progress
+                del history[key]
+                excess -= 1
+
+    def _finish(self, execution: Execution) -> tuple[Job, str]:
+        job = self.jobs.get(execution.job_name)
+        if job is None:
+            raise NotFound("grpc: Received execution done for a deleted job")
+        if len(execution.output) > self.output_limit:
+            execution = dataclasses.replace(
+                execution, output=execution.output[-self.output_limit :]
+            )
+        history = self.executions.setdefault(execution.job_name, {})
+        stored = history.get(execution.id)
+        newer = (
+            stored is not None
+            and stored.finished_at is not None
+            and execution.finished_at is not None
+            and stored.finished_at > execution.finished_at
+        )
+        if not newer:
+            history[execution.id] = execution
+        self.running.get(job.name, set()).discard(execution.id)
+        if execution.success:
+            job.success_count += 1
+            job.last_success = execution.finished_at
+        else:
+            job.error_count += 1
+            job.last_error = execution.finished_at
+        job.status = self._group_status(history.values(), execution.group)
+        self._trim(job.name, history)
+        if execution.run_id:
+            self.launches.pop(execution.run_id, None)
+        return dataclasses.replace(job), job.status
+
+    @staticmethod
+    def _group_status(executions: Iterable[Execution], group: int) -> str:
+        # Only each node's latest attempt counts: a run that succeeds on retry is a
+        # success (Dkron counts the failed attempt too and reports partially_failed,
+        # which also stops its children from running).
+        latest: dict[str, Execution] = {}
+        for execution in executions:
+            if execution.group != group or execution.finished_at is None:
+                continue
+            current = latest.get(execution.node_name)
+            if current is None or execution.attempt > current.attempt:
+                latest[execution.node_name] = execution
+        failed = sum(1 for e in latest.values() if not e.success)
+        if failed == 0:
+            return STATUS_SUCCESS
+        if failed == len(latest):
+            return STATUS_FAILED
+        return STATUS_PARTIALLY_FAILED
+
+    def _delete_executions(self, job_name: str) -> Job:
+        job = self.jobs.get(job_name)
+        if job is None:
+            raise NotFound("job not found")
+        self.executions.pop(job_name, None)
+        self.running.pop(job_name, None)
+        job.success_count = job.error_count = 0
+        job.last_success = job.last_error = None
+        return dataclasses.replace(job)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def get_job(self, name: str) -> Job | None:
+        return self.jobs.get(name)
+
+    def _matches(self, job: Job, query: JobQuery) -> bool:
+        if query.metadata:
+            if not job.metadata:
+                return False
+            if any(job.metadata.get(k) != v for k, v in query.metadata.items()):
+                return False
+        if query.q and query.q not in job.name and query.q not in job.displayname:
+            return False
+        if query.status is not None:
+            wanted = "" if query.status == "untriggered" else query.status
+            if job.status != wanted:
+                return False
+        return query.disabled is None or str(job.disabled).lower() == query.disabled
+
+    def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """One page of jobs and the filtered total (X-Total-Count)."""
+        sort = "name" if query.sort in ("id", "") else query.sort
+        if sort not in SORTABLE_JOB_FIELDS:
+            raise QueryError(
+                f"cannot sort by {query.sort!r}; use one of: id, {', '.join(SORTABLE_JOB_FIELDS)}"
+            )
+        filtered = bool(query.metadata or query.q or query.status is not None) or (
+            query.disabled is not None
+        )
+        if sort == "name" and not filtered:
+            # The common case: no filter, name order; slice the index, copy one page.
+            total = len(self._names)
+            start, end = self._range(query, total)
+            if query.descending:
+                names = self._names[total - end : total - start][::-1]
+            else:
+                names = self._names[start:end]
+            return [self.jobs[n] for n in names], total
+        matches = (self.jobs[n] for n in self._names)
+        selected = (
+            [job for job in matches if self._matches(job, query)]
+            if filtered
+            else list(self.jobs[n] for n in self._names)
+        )
+        if sort != "name":
+            selected.sort(key=_sort_key(sort), reverse=query.descending)
+        elif query.descending:
+            selected.reverse()
+        start, end = self._range(query, len(selected))
+        return selected[start:end], len(selected)
+
+    @staticmethod
+    def _range(query: JobQuery, total: int) -> tuple[int, int]:
+        end = total if query.end is None else min(query.end, total)
+        if query.start < 0 or (query.end is not None and query.end < 0):
+            raise QueryError("_start and _end must not be negative")
+        if query.start > end and query.start != 0:
+            raise QueryError(f"_start ({query.start}) is past _end ({end})")
+        return min(query.start, end), end
+
+    def executions_of(self, job_name: str) -> Iterator[Execution]:
+        return iter(self.executions.get(job_name, {}).values())
+
+    def get_execution(self, job_name: str, execution_id: str) -> Execution | None:
+        return self.executions.get(job_name, {}).get(execution_id)
+
+    def running_executions(self) -> list[Execution]:
+        found: list[Execution] = []
+        for job_name, ids in self.running.items():
+            history = self.executions.get(job_name, {})
+            found.extend(history[i] for i in ids if i in history)
+        return sorted(found, key=lambda e: (e.started_at is None, e.started_at))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "jobs": self.jobs,
+            "executions": self.executions,
+            "running": self.running,
+            "launches": self.launches,
+            "last_fire": self.last_fire,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.jobs = dict(data["jobs"])
+        self._names = sorted(self.jobs)
+        self.executions = dict(data["executions"])
+        self.running = {k: set(v) for k, v in data["running"].items()}
+        self.launches = dict(data["launches"])
+        self.last_fire = dict(data["last_fire"])
