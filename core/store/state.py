@@ -114,6 +114,13 @@ class StoreState:
         self.launches: dict[str, Launch] = {}
         # job name -> the latest scheduled time recorded for it (misfire handling)
         self.last_fire: dict[str, datetime] = {}
+        # Called after a job is stored / deleted (on every server, from the log), so
+        # the leader's scheduler follows the state machine rather than the API.
+        self.job_listeners: list[Callable[[str, Job | None], None]] = []
+
+    def _notify(self, name: str, job: Job | None) -> None:
+        for listener in self.job_listeners:
+            listener(name, job)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -163,6 +170,7 @@ class StoreState:
         if stored is None:
             bisect.insort(self._names, job.name)
         self.jobs[job.name] = job
+        self._notify(job.name, job)
         return dataclasses.replace(job)
 
     def _delete_job(self, name: str) -> Job:
@@ -186,6 +194,7 @@ class StoreState:
         self.last_fire.pop(name, None)
         for run_id in [r for r, launch in self.launches.items() if launch.job_name == name]:
             del self.launches[run_id]
+        self._notify(name, None)
         return job
 
     def _record_launches(self, launches: Iterable[Launch]) -> list[str]:

@@ -150,6 +150,7 @@ class Job(_message.Message):
     EPHEMERAL_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     STARTS_AT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     timezone: _builtins.str
     schedule: _builtins.str
@@ -165,6 +166,10 @@ class Job(_message.Message):
     status: _builtins.str
     displayname: _builtins.str
     ephemeral: _builtins.bool
+    timeout: _builtins.str
+    """dkron-py extension (Dkron ignores unknown fields): per-execution timeout as a
+    Go duration string, enforced by the node running the job.
+    """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -213,10 +218,11 @@ class Job(_message.Message):
         ephemeral: _builtins.bool = ...,
         expires_at: Global___Job.NullableTime | None = ...,
         starts_at: Global___Job.NullableTime | None = ...,
+        timeout: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "last_error", b"last_error", "last_success", b"last_success", "next", b"next", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "dependent_jobs", b"dependent_jobs", "disabled", b"disabled", "displayname", b"displayname", "ephemeral", b"ephemeral", "error_count", b"error_count", "executor", b"executor", "executor_config", b"executor_config", "expires_at", b"expires_at", "last_error", b"last_error", "last_success", b"last_success", "metadata", b"metadata", "name", b"name", "next", b"next", "owner", b"owner", "owner_email", b"owner_email", "parent_job", b"parent_job", "processors", b"processors", "retries", b"retries", "schedule", b"schedule", "starts_at", b"starts_at", "status", b"status", "success_count", b"success_count", "tags", b"tags", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "dependent_jobs", b"dependent_jobs", "disabled", b"disabled", "displayname", b"displayname", "ephemeral", b"ephemeral", "error_count", b"error_count", "executor", b"executor", "executor_config", b"executor_config", "expires_at", b"expires_at", "last_error", b"last_error", "last_success", b"last_success", "metadata", b"metadata", "name", b"name", "next", b"next", "owner", b"owner", "owner_email", b"owner_email", "parent_job", b"parent_job", "processors", b"processors", "retries", b"retries", "schedule", b"schedule", "starts_at", b"starts_at", "status", b"status", "success_count", b"success_count", "tags", b"tags", "timeout", b"timeout", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

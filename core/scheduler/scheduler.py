@@ -1,0 +1,198 @@
+"""A heap of next fire times; O(log n) per job change, firing never waits on execution.
+
+Entries are invalidated lazily: each job carries a version, and a popped entry whose
+version is stale is dropped. Due jobs are handed over in one batch per wake-up so
+the caller can commit all their launch records in a single Raft command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from core.cron import Schedule, ScheduleError, parse_schedule
+from core.jobs.model import MISFIRE_RUN_ONCE, Job
+
+__all__ = ["Fire", "Scheduler", "next_fire"]
+
+log = logging.getLogger("dkron.scheduler")
+
+_EPSILON = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    job_name: str
+    scheduled_at: datetime
+    # True when this fire makes up for one missed while no leader was scheduling.
+    catch_up: bool = False
+
+
+def _schedulable(job: Job) -> bool:
+    return not job.disabled and not job.parent_job and bool(job.schedule)
+
+
+def next_fire(schedule: Schedule, job: Job, after: datetime) -> datetime | None:
+    """The job's next fire strictly after ``after``, honouring starts_at/expires_at."""
+    if job.starts_at is not None and job.starts_at > after:
+        after = job.starts_at - _EPSILON
+    moment = schedule.next_after(after)
+    if moment is not None and job.expires_at is not None and moment > job.expires_at:
+        return None
+    return moment
+
+
+class Scheduler:
+    def __init__(
+        self,
+        on_fire: Callable[[list[Fire]], Awaitable[None]],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._on_fire = on_fire
+        self._clock = clock
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._versions: dict[str, int] = {}
+        self._schedules: dict[str, Schedule] = {}
+        self._jobs: dict[str, Job] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._counter = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def __len__(self) -> int:
+        return len(self._schedules)
+
+    def next_of(self, name: str) -> datetime | None:
+        version = self._versions.get(name)
+        for moment, entry_version, entry_name in self._heap:
+            if entry_name == name and entry_version == version:
+                return moment
+        return None
+
+    # -- job changes -----------------------------------------------------------------------
+
+    def set_job(self, job: Job, last_fire: datetime | None = None) -> datetime | None:
+        """(Re)schedule ``job``; returns its next fire time (None if it will not fire).
+
+        ``last_fire`` is the latest fire already launched: the next one comes after
+        it, so re-saving a job neither repeats nor skips a fire.
+        """
+        self.remove_job(job.name)
+        if not _schedulable(job):
+            return None
+        try:
+            schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
+        except ScheduleError as exc:  # validated on the way in; an old record may not be
+            log.error("job %r has an unusable schedule: %s", job.name, exc)
+            return None
+        now = self._clock()
+        base = now if last_fire is None or last_fire < now else last_fire
+        moment = next_fire(schedule, job, base)
+        self._schedules[job.name] = schedule
+        self._jobs[job.name] = job
+        self._push(job.name, moment)
+        return moment
+
+    def remove_job(self, name: str) -> None:
+        if self._schedules.pop(name, None) is not None:
+            self._jobs.pop(name, None)
+            self._versions[name] = self._versions.get(name, 0) + 1
+            self._changed.set()
+
+    def _push(self, name: str, moment: datetime | None) -> None:
+        self._counter += 1
+        version = self._versions.get(name, 0) + 1
+        self._versions[name] = version
+        if moment is not None:
+            heapq.heappush(self._heap, (moment, version, name))
+        self._changed.set()
+
+    def load(self, jobs: Iterable[Job], last_fires: dict[str, datetime]) -> list[Fire]:
+        """Schedule every job at leadership start; returns catch-up fires owed under
+        ``misfire_policy: run_once`` for ticks missed while nobody was leader."""
+        now = self._clock()
+        owed: list[Fire] = []
+        for job in jobs:
+            last = last_fires.get(job.name)
+            if last is not None and job.misfire_policy == MISFIRE_RUN_ONCE and _schedulable(job):
+                owed_fire = self._missed(job, last, now)
+                if owed_fire is not None:
+                    owed.append(owed_fire)
+            # Missed ticks are otherwise skipped: schedule from now.
+            self.set_job(job, last_fire=None)
+        return owed
+
+    @staticmethod
+    def _missed(job: Job, last: datetime, now: datetime) -> Fire | None:
+        try:
+            schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
+        except ScheduleError:
+            return None
+        missed = next_fire(schedule, job, last)
+        if missed is None or missed > now:
+            return None
+        grace = job.misfire_grace_ns()
+        late_ns = (now - missed) // timedelta(microseconds=1) * 1000
+        if grace is not None and late_ns > grace:
+            return None
+        latest = missed  # only the latest missed tick runs, once
+        while (following := next_fire(schedule, job, latest)) is not None and following <= now:
+            latest = following
+        return Fire(job.name, latest, catch_up=True)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.running:
+            self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def clear(self) -> None:
+        for name in list(self._schedules):
+            self.remove_job(name)
+        self._heap.clear()
+
+    def _due(self, now: datetime) -> list[Fire]:
+        fires = []
+        while self._heap and self._heap[0][0] <= now:
+            moment, version, name = heapq.heappop(self._heap)
+            if self._versions.get(name) != version or name not in self._schedules:
+                continue  # superseded entry
+            fires.append(Fire(name, moment))
+            following = next_fire(self._schedules[name], self._jobs[name], moment)
+            self._push(name, following)
+        return fires
+
+    async def _run(self) -> None:
+        while True:
+            self._changed.clear()
+            now = self._clock()
+            fires = self._due(now)
+            if fires:
+                # Firing must not wait on execution: the callback only records and
+                # dispatches (it returns before any job finishes).
+                try:
+                    await self._on_fire(fires)
+                except Exception:
+                    log.exception("dispatching %d fire(s) failed", len(fires))
+                continue
+            if not self._heap:
+                await self._changed.wait()
+                continue
+            delay = (self._heap[0][0] - now).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(delay, 0.0))
