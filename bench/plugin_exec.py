@@ -28,14 +28,11 @@ from pathlib import Path
 
 from plugin_sdk.protocol.client import PluginClient
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import percentile
+
 TARGETS = {"throughput_per_s": 300.0, "overhead_p50_ms": 2.0, "handshake_p50_ms": 300.0}
 CONFIG = {"command": "true"}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def bare_sequential(n: int, command: str) -> list[float]:

@@ -45,6 +45,7 @@ import selectors
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ MAX_OUTPUT_BYTES = 256_000
 MEM_POLL_INTERVAL = 1.0
 # After a kill, a process that left the group may still hold the pipes; stop waiting then.
 KILL_DRAIN_GRACE = 2.0
+# How often a running job checks whether the host cancelled the execution.
+CANCEL_POLL_INTERVAL = 0.2
 _READ_CHUNK = 64 * 1024
 _NS_PER_S = 1_000_000_000
 
@@ -462,8 +465,15 @@ def _kill_group(pgid: int) -> bool:
 class _Supervisor:
     """Runs one started child to its end: pipes, payload, timeout and memory watch."""
 
-    def __init__(self, job: _Job, process: subprocess.Popen[bytes], status: StatusHelper):
+    def __init__(
+        self,
+        job: _Job,
+        process: subprocess.Popen[bytes],
+        status: StatusHelper,
+        cancelled: threading.Event | None = None,
+    ):
         self.job = job
+        self.cancelled = cancelled
         self.process = process
         self.status = status
         self.output = _TailBuffer(MAX_OUTPUT_BYTES)
@@ -524,6 +534,12 @@ class _Supervisor:
             now = time.monotonic()
             waits: list[float] = []
             if not self.kill_message:
+                if self.cancelled is not None:
+                    if self.cancelled.is_set():
+                        self._kill_for_cancel()
+                        drain_until = now + KILL_DRAIN_GRACE
+                        continue
+                    waits.append(CANCEL_POLL_INTERVAL)
                 if deadline is not None:
                     if now >= deadline:
                         self._kill_for_timeout()
@@ -609,6 +625,15 @@ class _Supervisor:
         else:
             self.kill_message = f"{prefix} SIGKILL returned error. Job may not have been killed"
 
+    def _kill_for_cancel(self) -> None:
+        # The host gave up on the execution (its per-execution timeout, or shutdown):
+        # nobody will read the result, so the job must not keep running unseen.
+        prefix = f"shell: Job '{self.job.command}' cancelled by the host."
+        if _kill_group(self.process.pid):
+            self.kill_message = f"{prefix} Job was killed"
+        else:
+            self.kill_message = f"{prefix} SIGKILL returned error. Job may not have been killed"
+
     def _check_memory(self) -> bool:
         usage = _tree_rss(self.process.pid)
         if usage <= self.job.mem_limit:
@@ -669,7 +694,7 @@ def execute(request: ExecuteRequest, status: StatusHelper) -> ExecuteResponse:
     except OSError as exc:
         return ExecuteResponse(error=_start_error(job, exc))
     try:
-        return _Supervisor(job, process, status).run()
+        return _Supervisor(job, process, status, request.cancelled).run()
     except BaseException:
         # Never leave the job running behind a plugin bug.
         _kill_group(process.pid)
