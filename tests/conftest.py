@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from support import BIN_DIR, FAKES_DIR, REPO_ROOT, installed_script
 
-BIN_DIR = Path(sys.executable).parent
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FAKES_DIR = Path(__file__).resolve().parent / "fakes"
-
-
-def installed_script(name: str) -> str:
-    """Absolute path of a console script installed beside the running interpreter."""
-    path = shutil.which(name, path=str(BIN_DIR)) or shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; run `pip install -e .[dev]` first")
-    return path
+__all__ = ["BIN_DIR", "FAKES_DIR", "REPO_ROOT", "installed_script"]
 
 
 @pytest.fixture

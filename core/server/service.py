@@ -45,6 +45,14 @@ log = logging.getLogger("dkron.server")
 
 VERSION = "0.1.0"
 
+# gRPC cancels calls at random once more than 1000 wait to be picked up by the server
+# (hard limit 3000). A leader that falls behind a burst of fires has that many AgentRun
+# streams queued; they must start late, not fail with a bare CANCELLED.
+_AGENT_SERVER_OPTIONS = [
+    ("grpc.server.max_pending_requests", 1_000_000),
+    ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
+]
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -97,7 +105,7 @@ class DkronServer:
 
     async def start(self) -> None:
         await self.runtime.start()
-        self._grpc = grpc.aio.server()
+        self._grpc = grpc.aio.server(options=_AGENT_SERVER_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent, self._grpc)
         port = self._grpc.add_insecure_port(self.rpc_address)
         self.rpc_address = f"{self.config.bind_host}:{port}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import installed_script
+from support import installed_script
 
 from builtin_plugins.http import MAX_OUTPUT, HttpExecutor
 from plugin_sdk import ExecuteRequest

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
-from conftest import installed_script
+from support import installed_script
 
 from builtin_plugins import files_processor, log_processor, syslog_processor
 from builtin_plugins._forward import parse_bool

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import installed_script
+from support import installed_script
 
 from plugin_sdk.protocol.client import PluginClient
 from plugin_sdk.testing import ExecutionResult, PluginHarness

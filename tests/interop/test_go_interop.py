@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import installed_script
+from support import installed_script
 
 from plugin_sdk.protocol.client import PluginClient, PluginCrashed
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import finished, wait_for
+from server_helpers import finished, wait_for
 
 from core.jobs.model import Job, RetryBackoff
 from core.store.state import JobQuery, NotFound, StoreError

@@ -1,0 +1,528 @@
+"""The OpenAPI 3.1 description of the API served by :mod:`core.api.app`.
+
+Kept by hand next to the routes; a test checks that every registered route is described.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_STRING_MAP = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+
+_JOB: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "id": {"type": "string", "readOnly": True, "description": "Equal to name."},
+        "name": {
+            "type": "string",
+            "description": "Unique; lower-case letters, digits, '_' and '-'.",
+        },
+        "displayname": {"type": "string"},
+        "timezone": {"type": "string", "description": "IANA zone; empty = server local."},
+        "schedule": {
+            "type": "string",
+            "description": "Cron spec (6 fields with seconds), @every, @at, @manually, ...",
+        },
+        "owner": {"type": "string"},
+        "owner_email": {"type": "string"},
+        "success_count": {"type": "integer", "readOnly": True},
+        "error_count": {"type": "integer", "readOnly": True},
+        "last_success": _NULLABLE_TIME,
+        "last_error": _NULLABLE_TIME,
+        "disabled": {"type": "boolean"},
+        "tags": {**_STRING_MAP, "description": 'Target nodes, "key": "value[:count]".'},
+        "metadata": _STRING_MAP,
+        "retries": {"type": "integer", "minimum": 0},
+        "dependent_jobs": {"type": ["array", "null"], "items": {"type": "string"}},
+        "parent_job": {"type": "string"},
+        "processors": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "concurrency": {"type": "string", "enum": ["allow", "forbid", ""]},
+        "executor": {"type": "string"},
+        "executor_config": _STRING_MAP,
+        "status": {
+            "type": "string",
+            "readOnly": True,
+            "enum": ["", "success", "failed", "partially_failed"],
+        },
+        "next": {**_TIME, "readOnly": True},
+        "ephemeral": {"type": "boolean"},
+        "starts_at": _NULLABLE_TIME,
+        "expires_at": _NULLABLE_TIME,
+        "retry_backoff": {
+            "type": "object",
+            "description": "Extension: wait between retries.",
+            "properties": {
+                "delay": {"type": "string"},
+                "exponential": {"type": "boolean"},
+                "max": {"type": "string"},
+            },
+        },
+        "timeout": {"type": "string", "description": "Extension: per-execution timeout."},
+        "misfire_policy": {"type": "string", "enum": ["skip", "run_once"]},
+        "misfire_grace": {"type": "string"},
+        "retry_any_node": {"type": "boolean"},
+    },
+}
+
+_EXECUTION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "<started_at UnixNano>-<node_name>"},
+        "job_name": {"type": "string"},
+        "started_at": _TIME,
+        "finished_at": {**_TIME, "description": "0001-01-01T00:00:00Z while running."},
+        "success": {"type": "boolean"},
+        "output": {"type": "string"},
+        "node_name": {"type": "string"},
+        "group": {"type": "integer"},
+        "attempt": {"type": "integer"},
+        "output_truncated": {"type": "boolean", "description": "Executions list only."},
+        "scheduled_at": _TIME,
+        "run_id": {"type": "string"},
+        "processor_errors": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+_MEMBER: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "Name": {"type": "string"},
+        "Addr": {"type": "string"},
+        "Port": {"type": "integer"},
+        "Tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "Status": {"type": "integer"},
+        "ProtocolMin": {"type": "integer"},
+        "ProtocolMax": {"type": "integer"},
+        "ProtocolCur": {"type": "integer"},
+        "DelegateMin": {"type": "integer"},
+        "DelegateMax": {"type": "integer"},
+        "DelegateCur": {"type": "integer"},
+        "id": {"type": "string"},
+        "statusText": {"type": "string"},
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, *, total: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if total:
+        response["headers"] = {"X-Total-Count": {"$ref": "#/components/headers/X-Total-Count"}}
+    return response
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_JOB_PARAM = {"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}
+_EXECUTION_PARAM = {
+    "name": "execution",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Execution id, <started_at UnixNano>-<node_name>.",
+}
+_PRETTY = _query("pretty", "Present (any value): indented JSON.")
+_UNAVAILABLE = _text("No Raft leader: the write could not be committed.")
+_JOB_NOT_FOUND = _text("Job not found.")
+
+
+def _op(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": op_id, "summary": summary}
+    operation.update(extra)
+    operation["responses"] = responses
+    return operation
+
+
+_UPSERT = _op(
+    "createOrUpdateJob",
+    "Create a job or replace it entirely (PATCH and PUT too: not a merge).",
+    {
+        "201": {
+            **_json(_ref("Job"), "The request job as parsed (not the stored one)."),
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        "400": _text("Unable to parse payload: <msg>. / Job validation failed: <msg>."),
+        "404": _text("specified parent job not found"),
+        "503": _text("New job submissions are currently paused (or no Raft leader)."),
+    },
+    parameters=[
+        _query("runoncreate", "Present (any value): start a run right away, without waiting."),
+        _PRETTY,
+    ],
+    requestBody={"required": True, "content": {"application/json": {"schema": _ref("Job")}}},
+)
+
+_LIST_JOBS = _op(
+    "listJobs",
+    "List jobs with filters, sorting and slicing.",
+    {
+        "200": _json({"type": "array", "items": _ref("Job")}, "Jobs.", total=True),
+        "400": _text("Bad _sort, _start, _end or disabled."),
+    },
+    parameters=[
+        {
+            "name": "metadata",
+            "in": "query",
+            "style": "deepObject",
+            "explode": True,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "description": "metadata[key]=value, every pair must match.",
+        },
+        _query("q", "Substring of name or displayname."),
+        _query("status", "success, failed, partially_failed or untriggered."),
+        _query("disabled", "true or false.", {"type": "string", "enum": ["true", "false"]}),
+        _query(
+            "_sort",
+            "Sort field (default id = name).",
+            {
+                "type": "string",
+                "enum": [
+                    "id",
+                    "name",
+                    "displayname",
+                    "schedule",
+                    "success_count",
+                    "error_count",
+                    "last_success",
+                    "last_error",
+                    "next",
+                ],
+            },
+        ),
+        _query("_order", "DESC for descending; anything else ascends."),
+        _query("_start", "First index (default 0).", {"type": "integer", "minimum": 0}),
+        _query("_end", "End index, exclusive (default all).", {"type": "integer", "minimum": 0}),
+        _PRETTY,
+    ],
+)
+
+_LIST_EXECUTIONS = _op(
+    "listExecutions",
+    "Executions of a job; times in the job's timezone; no pagination.",
+    {
+        "200": _json({"type": "array", "items": _ref("Execution")}, "Executions.", total=True),
+        "400": _text("Bad _sort or output_size_limit."),
+        "404": _JOB_NOT_FOUND,
+    },
+    parameters=[
+        _JOB_PARAM,
+        _query(
+            "_sort",
+            "Default: key order (by start).",
+            {"type": "string", "enum": ["id", "started_at", "finished_at", "attempt"]},
+        ),
+        _query("_order", "Default DESC (newest first)."),
+        _query(
+            "output_size_limit",
+            "Keep the last N bytes of output and set output_truncated.",
+            {"type": "integer", "minimum": 0},
+        ),
+        _PRETTY,
+    ],
+)
+
+_DELETE_EXECUTIONS = _op(
+    "deleteExecutions",
+    "Delete a job's executions and reset its counters.",
+    {"200": _json(_ref("Job"), "The updated job."), "404": _JOB_NOT_FOUND, "503": _UNAVAILABLE},
+    parameters=[_JOB_PARAM, _PRETTY],
+)
+
+_RUN = _op(
+    "runJob",
+    "Start a manual run; answers at once (Dkron waits for the run to end).",
+    {
+        "200": {
+            **_json(_ref("Job"), "The job as loaded before the run."),
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        "404": _text("Unknown or disabled job."),
+    },
+    parameters=[_JOB_PARAM, _PRETTY],
+)
+
+_INDEX = _op(
+    "agentInfo",
+    "This node: agent name and version, serf statistics, tags.",
+    {
+        "200": _json(
+            {
+                "type": "object",
+                "properties": {
+                    "agent": {"type": "object"},
+                    "serf": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "Node information.",
+        )
+    },
+    parameters=[_PRETTY],
+)
+
+_PAUSED = _json(
+    {"type": "object", "properties": {"paused": {"type": "boolean"}}}, "The pause flag."
+)
+
+
+def _slash_variant(operation: dict[str, Any]) -> dict[str, Any]:
+    variant = copy.deepcopy(operation)
+    variant["operationId"] += "Slash"
+    return variant
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    upsert_slash = _slash_variant(_UPSERT)
+    return {
+        "/health": {
+            "get": _op(
+                "health",
+                "Liveness (no X-Whom, no CORS).",
+                {"200": _json({"type": "object"}, '{"status":"healthy"}')},
+            )
+        },
+        "/debug/vars": {
+            "get": _op(
+                "debugVars",
+                "expvar-style process and scheduler variables.",
+                {"200": _json({"type": "object"}, "Variables.")},
+            )
+        },
+        "/": {
+            "get": _op(
+                "root",
+                "Redirect to the web UI unless Accept excludes text/html.",
+                {"303": {"description": "To /ui/."}, "404": _text("HTML not acceptable.")},
+            )
+        },
+        "/v1": {"get": _INDEX},
+        "/v1/": {"get": _slash_variant(_INDEX)},
+        "/v1/openapi.json": {
+            "get": _op(
+                "openapi",
+                "This document.",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+            )
+        },
+        "/v1/members": {
+            "get": _op(
+                "listMembers",
+                "Cluster members.",
+                {"200": _json({"type": "array", "items": _ref("Member")}, "Members.", total=True)},
+                parameters=[_PRETTY],
+            )
+        },
+        "/v1/leader": {
+            "get": _op(
+                "getLeader",
+                "The Raft leader.",
+                {
+                    "200": _json(_ref("Member"), "The leader (without id/statusText)."),
+                    "500": _json({"type": "null"}, "No leader: body is null."),
+                },
+                parameters=[_PRETTY],
+            )
+        },
+        "/v1/isleader": {
+            "get": _op(
+                "isLeader",
+                "Whether this node leads.",
+                {
+                    "200": _json({"type": "string", "const": "I am a leader"}, "Leader."),
+                    "404": _json({"type": "string", "const": "I am a follower"}, "Follower."),
+                },
+            )
+        },
+        "/v1/leave": {
+            "post": _op(
+                "leave",
+                "Stop this node after answering with its peers map.",
+                {"200": _json({"type": "object"}, "Region -> server parts.")},
+            )
+        },
+        "/v1/restore": {
+            "post": _op(
+                "restore",
+                "Create or replace jobs from a backup (GET /v1/jobs output), parents first.",
+                {
+                    "200": _json(
+                        {"type": "string"},
+                        'A JSON string holding a JSON array, e.g. "[\\"success create a\\"]".',
+                    ),
+                    "400": _text("Bad JSON, an invalid job, or a missing parent."),
+                    "404": _text("No multipart field named file."),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"file": {"type": "string", "format": "binary"}},
+                                "required": ["file"],
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/v1/busy": {
+            "get": _op(
+                "busy",
+                "Executions running now, oldest first (UTC, with partial output).",
+                {
+                    "200": _json(
+                        {"type": "array", "items": _ref("Execution")}, "Running.", total=True
+                    )
+                },
+                parameters=[_PRETTY],
+            )
+        },
+        "/v1/pause": {
+            "get": _op("pauseStatus", "Whether this node refuses job writes.", {"200": _PAUSED}),
+            "post": _op("pause", "Refuse job creates/updates on this node.", {"200": _PAUSED}),
+        },
+        "/v1/unpause": {
+            "post": _op("unpause", "Accept job creates/updates again.", {"200": _PAUSED})
+        },
+        "/v1/jobs": {"get": _LIST_JOBS, "post": _UPSERT, "patch": _patch(_UPSERT)},
+        "/v1/jobs/": {
+            "get": _slash_variant(_LIST_JOBS),
+            "post": upsert_slash,
+            "patch": _patch(upsert_slash),
+        },
+        "/v1/jobs/{job}": {
+            "get": _op(
+                "getJob",
+                "One job.",
+                {"200": _json(_ref("Job"), "The job."), "404": _JOB_NOT_FOUND},
+                parameters=[_JOB_PARAM, _PRETTY],
+            ),
+            "put": _put(_UPSERT),
+            "post": _RUN,
+            "delete": _op(
+                "deleteJob",
+                "Delete a job and its executions.",
+                {
+                    "200": _json(_ref("Job"), "The deleted job."),
+                    "404": _text("Unknown job, or it still has dependent jobs."),
+                    "503": _UNAVAILABLE,
+                },
+                parameters=[_JOB_PARAM, _PRETTY],
+            ),
+        },
+        "/v1/jobs/{job}/run": {"post": {**copy.deepcopy(_RUN), "operationId": "runJobRun"}},
+        "/v1/jobs/{job}/toggle": {
+            "post": _op(
+                "toggleJob",
+                "Flip disabled.",
+                {
+                    "200": {
+                        **_json(_ref("Job"), "The updated job."),
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "404": _JOB_NOT_FOUND,
+                    "422": _text("The store refused the change."),
+                },
+                parameters=[_JOB_PARAM, _PRETTY],
+            )
+        },
+        "/v1/jobs/{job}/executions": {"get": _LIST_EXECUTIONS, "delete": _DELETE_EXECUTIONS},
+        "/v1/jobs/{job}/executions/": {
+            "get": _slash_variant(_LIST_EXECUTIONS),
+            "delete": _slash_variant(_DELETE_EXECUTIONS),
+        },
+        "/v1/jobs/{job}/executions/{execution}": {
+            "get": _op(
+                "getExecution",
+                "One execution: full output (partial while running), UTC times.",
+                {"200": _json(_ref("Execution"), "The execution."), "404": _text("Not found.")},
+                parameters=[_JOB_PARAM, _EXECUTION_PARAM, _PRETTY],
+            )
+        },
+        "/v1/jobs/{job}/executions/{execution}/stream": {
+            "get": _op(
+                "streamExecution",
+                'Server-Sent Events: `data: {"output": ...}` per output chunk, then '
+                "`event: done` whose data is the finished execution.",
+                {
+                    "200": {
+                        "description": "An event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "404": _text("Not found."),
+                },
+                parameters=[_JOB_PARAM, _EXECUTION_PARAM],
+            )
+        },
+    }
+
+
+def _patch(operation: dict[str, Any]) -> dict[str, Any]:
+    variant = copy.deepcopy(operation)
+    variant["operationId"] += "Patch"
+    return variant
+
+
+def _put(operation: dict[str, Any]) -> dict[str, Any]:
+    variant = copy.deepcopy(operation)
+    variant["operationId"] = "putJob"
+    variant["summary"] = "Create or replace; the path's job name is ignored (the body's is used)."
+    variant["parameters"] = [_JOB_PARAM, *variant["parameters"]]
+    return variant
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """A fresh copy of the document (callers may modify it)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dkron-py REST API",
+            "version": version,
+            "description": (
+                "Dkron v4 REST API v1. Every response except /health carries X-Whom "
+                "(the answering node). Error bodies are plain text. `pretty` indents JSON."
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": {
+                "Job": copy.deepcopy(_JOB),
+                "Execution": copy.deepcopy(_EXECUTION),
+                "Member": copy.deepcopy(_MEMBER),
+            },
+            "headers": {
+                "X-Total-Count": {
+                    "description": "Total number of items (before slicing).",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    }

@@ -1,0 +1,115 @@
+"""Helpers shared by the API tests: a real-HTTP client wrapper and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from core.plugins.runtime import RuntimeSettings
+from core.server import DkronServer, ServerConfig
+
+NODE = "api-node"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_config(data_dir: Path, **overrides: Any) -> ServerConfig:
+    return ServerConfig(
+        node_name=NODE,
+        data_dir=data_dir,
+        rpc_port=0,
+        raft_port=free_port(),
+        plugins=RuntimeSettings(plugin_dir=data_dir / "plugins", load_entry_points=False),
+        **overrides,
+    )
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Api:
+    """Talks real HTTP to the API of ``server``."""
+
+    def __init__(self, server: DkronServer, base: str, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.base = base
+        self.session = session
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Reply:
+        kwargs.setdefault("allow_redirects", False)
+        async with self.session.request(method, self.base + path, **kwargs) as response:
+            return Reply(response.status, response.headers, await response.read())
+
+    async def get(self, path: str, **kwargs: Any) -> Reply:
+        return await self.call("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> Reply:
+        return await self.call("POST", path, **kwargs)
+
+    async def create(self, job: Mapping[str, Any], query: str = "") -> Reply:
+        reply = await self.post("/v1/jobs" + query, json=job)
+        assert reply.status == 201, reply.text
+        return reply
+
+    async def executions(self, job: str, query: str = "") -> list[dict[str, Any]]:
+        reply = await self.get(f"/v1/jobs/{job}/executions{query}")
+        assert reply.status == 200, reply.text
+        found: list[dict[str, Any]] = reply.json()
+        return found
+
+
+def shell_job(name: str, command: str, **fields: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "name": name,
+        "schedule": "@manually",
+        "executor": "shell",
+        "executor_config": {"command": command, "shell": "true"},
+    }
+    job.update(fields)
+    return job
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll the async ``probe`` until it returns something truthy (a deadline, no sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def wait_leader(server: DkronServer, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not server.is_leader:
+        if loop.time() > deadline:
+            raise AssertionError("the single node never became raft leader")
+        await asyncio.sleep(0.01)
