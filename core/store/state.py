@@ -94,6 +94,8 @@ class JobQuery:
 def _sort_key(name: str) -> Callable[[Job], Any]:
     def key(job: Job) -> Any:
         value = getattr(job, name)
+        if isinstance(value, str):
+            value = value.lower()  # BuntDB's JSON index compares strings case-insensitively
         # None (no time yet) sorts first; mixed None/datetime must still compare.
         return (value is not None, value if value is not None else 0)
 

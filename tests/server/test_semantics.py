@@ -257,3 +257,11 @@ async def test_per_execution_timeout_fails_the_run_and_kills_the_job(
     job_pid = pidfile.read_text().strip()
     await wait_for(lambda: not Path(f"/proc/{job_pid}").exists(), timeout=5)
     assert not marker.exists()
+
+
+async def test_sorting_by_text_ignores_case(make_server) -> None:
+    server = await make_server()
+    for name, label in (("j1", "Zulu"), ("j2", "alpha"), ("j3", "Mike")):
+        await server.set_job(shell(name, "true", schedule="@manually", displayname=label))
+    page, _ = server.list_jobs(JobQuery(sort="displayname"))
+    assert [j.displayname for j in page] == ["alpha", "Mike", "Zulu"]
