@@ -19,13 +19,10 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from core.jobs.durations import parse_go_duration
-from core.plugins.runtime import RuntimeSettings
-from core.server.service import ServerConfig
+if TYPE_CHECKING:
+    from core.server.service import ServerConfig
 
 __all__ = [
     "CONFIG_SEARCH_DIRS",
@@ -112,6 +109,10 @@ class AgentConfig:
         return LOG_LEVELS[self.log_level]
 
     def to_server_config(self) -> ServerConfig:
+        # Imported here: the client commands load this module and need none of the server.
+        from core.plugins.runtime import RuntimeSettings
+        from core.server.service import ServerConfig
+
         return ServerConfig(
             node_name=self.node_name,
             data_dir=None if self.dev else self.data_dir,
@@ -222,6 +223,8 @@ def _duration(value: object) -> float:
         # Viper would read a bare number as nanoseconds; seconds is what people mean.
         seconds = float(str(value))
     else:
+        from core.jobs.durations import parse_go_duration
+
         try:
             seconds = parse_go_duration(str(value).strip()) / 1e9
         except ValueError:
@@ -398,6 +401,8 @@ def read_config_file(path: Path) -> dict[str, object]:
             # tomllib puts "(at line L, column C)" in the message itself.
             raise ConfigError(f"config file {path}: {exc}") from None
     else:
+        import yaml  # only agents with a YAML file pay for it
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -8,13 +8,20 @@ from typing import Annotated
 
 import typer
 
-from core.cli import plugins
+from core.cli import agent, cluster, executions, jobs, plugins
+from core.config import LOG_LEVELS
 
 __all__ = ["app"]
 
 app = typer.Typer(
     name="dkronctl", help="dkron-py: distributed, fault-tolerant cron.", no_args_is_help=True
 )
+app.command("agent")(agent.agent)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(executions.app, name="executions")
+app.command("members")(cluster.members)
+app.command("leader")(cluster.leader)
+app.command("keygen")(cluster.keygen)
 app.add_typer(plugins.app, name="plugins")
 
 
@@ -31,7 +38,14 @@ def main(
         str, typer.Option("--log-level", envvar="DKRON_LOG_LEVEL", help="debug|info|warn|error")
     ] = "warn",
 ) -> None:
-    level = {"warn": "WARNING"}.get(log_level.lower(), log_level.upper())
+    level = LOG_LEVELS.get(log_level.strip().lower())
+    if level is None:
+        typer.echo(
+            f"dkronctl: invalid --log-level (DKRON_LOG_LEVEL) {log_level!r}: "
+            "expected one of debug, info, warn, error, fatal, panic",
+            err=True,
+        )
+        raise typer.Exit(2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -1,0 +1,353 @@
+"""``dkronctl agent``: run a dkron-py node (server + REST API) until a signal stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from core.config import AgentConfig, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from core.server.service import DkronServer
+
+__all__ = ["AgentStartError", "agent", "run_agent"]
+
+log = logging.getLogger("dkron.agent")
+
+# Seconds to wait for a forced shutdown (second signal) to kill plugins before exiting.
+_FORCED_STOP_TIMEOUT = 5.0
+_API_STOP_TIMEOUT = 5.0
+_SIGNAL_DEBOUNCE = 0.5
+
+
+class AgentStartError(Exception):
+    """The node could not start; the message is the one line shown to the operator."""
+
+
+def _str_option(flag: str, help_text: str, metavar: str = "TEXT") -> Any:
+    return typer.Option(flag, help=help_text, metavar=metavar, show_default=False)
+
+
+def agent(
+    server: Annotated[
+        bool | None,
+        typer.Option(
+            "--server", help="Run as a server (holds the jobs, schedules, serves the API)."
+        ),
+    ] = None,
+    node_name: Annotated[
+        str | None, _str_option("--node-name", "Name of this node (default: the hostname).")
+    ] = None,
+    bind_addr: Annotated[
+        str | None,
+        _str_option(
+            "--bind-addr", "host:port; the host is where gRPC and Raft listen (127.0.0.1).", "ADDR"
+        ),
+    ] = None,
+    advertise_addr: Annotated[
+        str | None, _str_option("--advertise-addr", "Address advertised to other nodes.", "ADDR")
+    ] = None,
+    http_addr: Annotated[
+        str | None, _str_option("--http-addr", "Where the REST API listens (:8080).", "ADDR")
+    ] = None,
+    join: Annotated[
+        list[str] | None, _str_option("--join", "Address of a node to join (cluster milestone).")
+    ] = None,
+    retry_join: Annotated[
+        list[str] | None,
+        _str_option("--retry-join", "Address to join, retrying (cluster milestone)."),
+    ] = None,
+    retry_interval: Annotated[
+        str | None, _str_option("--retry-interval", "Time between join attempts (30s).", "DURATION")
+    ] = None,
+    retry_max: Annotated[
+        str | None, _str_option("--retry-max", "Join attempts, 0 = unlimited (0).", "N")
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        _str_option("--tag", "Node tag key=value (repeatable; replaces the file's tags).", "K=V"),
+    ] = None,
+    encrypt: Annotated[
+        str | None, _str_option("--encrypt", "Base64 key (dkronctl keygen) for internal traffic.")
+    ] = None,
+    rpc_port: Annotated[str | None, _str_option("--rpc-port", "gRPC port (6868).", "PORT")] = None,
+    advertise_rpc_port: Annotated[
+        str | None, _str_option("--advertise-rpc-port", "Advertised gRPC port (rpc-port).", "PORT")
+    ] = None,
+    bootstrap_expect: Annotated[
+        str | None,
+        _str_option("--bootstrap-expect", "Servers expected in the cluster (1 for now).", "N"),
+    ] = None,
+    data_dir: Annotated[
+        str | None, _str_option("--data-dir", "Where Raft keeps its data (dkron.data).", "DIR")
+    ] = None,
+    datacenter: Annotated[str | None, _str_option("--datacenter", "Datacenter (dc1).")] = None,
+    region: Annotated[str | None, _str_option("--region", "Region (global).")] = None,
+    log_level: Annotated[
+        str | None, _str_option("--log-level", "debug|info|warn|error|fatal|panic (info).")
+    ] = None,
+    dev: Annotated[
+        bool | None, typer.Option("--dev", help="Development mode: Raft state in memory only.")
+    ] = None,
+    plugin_dir: Annotated[
+        str | None, _str_option("--plugin-dir", "First directory searched for plugins.", "DIR")
+    ] = None,
+    raft_port: Annotated[
+        str | None, _str_option("--raft-port", "Raft port (rpc-port + 1).", "PORT")
+    ] = None,
+    max_history: Annotated[
+        str | None, _str_option("--max-history", "Executions kept per job (100).", "N")
+    ] = None,
+    output_limit: Annotated[
+        str | None, _str_option("--output-limit", "Output bytes kept per execution.", "BYTES")
+    ] = None,
+    drain_timeout: Annotated[
+        str | None,
+        _str_option(
+            "--drain-timeout",
+            "On SIGTERM, wait this long for running executions (30s).",
+            "DURATION",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config file (YAML, JSON or TOML). Default: dkron.{yml,yaml,json,toml} in "
+            "/etc/dkron, $HOME/.dkron or ./config.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Start a dkron-py node. Settings: flag > DKRON_* env var > config file > default."""
+    flags: dict[str, object | None] = {
+        "server": server,
+        "node_name": node_name,
+        "bind_addr": bind_addr,
+        "advertise_addr": advertise_addr,
+        "http_addr": http_addr,
+        "join": join or None,
+        "retry_join": retry_join or None,
+        "retry_interval": retry_interval,
+        "retry_max": retry_max,
+        "tags": tag or None,
+        "encrypt": encrypt,
+        "rpc_port": rpc_port,
+        "advertise_rpc_port": advertise_rpc_port,
+        "bootstrap_expect": bootstrap_expect,
+        "data_dir": data_dir,
+        "datacenter": datacenter,
+        "region": region,
+        "log_level": log_level,
+        "dev": dev,
+        "plugin_dir": plugin_dir,
+        "raft_port": raft_port,
+        "max_history": max_history,
+        "output_limit": output_limit,
+        "drain_timeout": drain_timeout,
+    }
+    try:
+        settings = load_config(flags, config_file=config)
+        check_single_node(settings)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    _configure_logging(settings)
+    try:
+        code = asyncio.run(run_agent(settings))
+    except AgentStartError as exc:
+        _fail(str(exc), 1)
+    raise typer.Exit(code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"dkronctl: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def check_single_node(config: AgentConfig) -> None:
+    """Refuse what needs the cluster milestone, with a line saying so."""
+    if not config.server:
+        raise ConfigError(
+            "agent-only mode (without --server) comes with the cluster milestone; "
+            "run a single node with --server --bootstrap-expect 1"
+        )
+    if config.join or config.retry_join:
+        raise ConfigError(
+            "joining a cluster (--join, --retry-join) comes with the cluster milestone"
+        )
+    expect = config.bootstrap_expect
+    if expect != 1 and not (config.dev and expect == 0):
+        raise ConfigError(
+            f"--bootstrap-expect {expect}: cluster formation arrives with the cluster milestone; "
+            "this release runs one server (--bootstrap-expect 1)"
+        )
+    ports = {
+        "rpc-port": config.rpc_port,
+        "raft-port": config.effective_raft_port,
+    }
+    if config.http_host in ("", "0.0.0.0", config.bind_host):
+        ports["http-addr port"] = config.http_port
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port and port in seen:
+            raise ConfigError(f"{seen[port]} and {name} are both {port}; they must differ")
+        seen[port] = name
+
+
+def _configure_logging(config: AgentConfig) -> None:
+    logging.basicConfig(
+        level=config.level,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s node={config.node_name} %(name)s: %(message)s",
+        force=True,
+    )
+    # Per-request and Raft chatter only matters when debugging (as Dkron's gin log).
+    if config.level > logging.DEBUG:
+        for name in ("pysyncobj", "aiohttp.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def preflight(config: AgentConfig) -> None:
+    """Check the data dir and ports before starting anything, for a one-line error."""
+    from core.store.raft import data_dir_writable
+
+    if not config.dev:
+        try:
+            data_dir_writable(config.data_dir)
+        except OSError as exc:
+            raise AgentStartError(
+                f"data dir {config.data_dir} is not writable: {exc.strerror or exc}"
+            ) from None
+    _probe_port("http-addr", config.http_host, config.http_port)
+    _probe_port("rpc-port", config.bind_host, config.rpc_port)
+    _probe_port("raft-port", config.bind_host, config.effective_raft_port)
+
+
+def _probe_port(what: str, host: str, port: int) -> None:
+    if port == 0:
+        return
+    shown = f"{host or '0.0.0.0'}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise AgentStartError(f"cannot listen on {what} {shown}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the real servers do, so a port in TIME_WAIT after a restart is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise AgentStartError(f"cannot listen on {what} {shown}: {reason}") from None
+
+
+async def run_agent(config: AgentConfig) -> int:
+    """Run until SIGTERM/SIGINT (or POST /v1/leave); return the exit status."""
+    from core.api import serve_api
+    from core.server.service import DkronServer
+
+    preflight(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    force = asyncio.Event()
+    server = DkronServer(config.to_server_config())
+    try:
+        await server.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.stop(0), _FORCED_STOP_TIMEOUT)
+        raise AgentStartError(f"cannot start the server: {exc}") from None
+
+    def request_stop() -> None:
+        stop.set()
+
+    try:
+        runner = await serve_api(server, config.http_host, config.http_port, on_leave=request_stop)
+    except OSError as exc:
+        await server.stop(0)
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise AgentStartError(f"cannot listen on http-addr {config.http_addr}: {reason}") from None
+
+    first_signal: float | None = None
+
+    def on_signal(number: int) -> None:
+        nonlocal first_signal
+        now = loop.time()
+        if first_signal is None:
+            first_signal = now
+            log.warning(
+                "%s: stopping the scheduler, waiting up to %gs for running executions "
+                "(signal again to exit at once)",
+                signal.Signals(number).name,
+                config.drain_timeout,
+            )
+            stop.set()
+        elif now - first_signal < _SIGNAL_DEBOUNCE:
+            # One signal delivered twice (to the process and to its group, as `timeout`
+            # and some supervisors do) is not an operator insisting.
+            log.debug("ignoring a repeated %s", signal.Signals(number).name)
+        else:
+            log.warning("%s again: exiting without waiting", signal.Signals(number).name)
+            force.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+
+    typer.echo(_startup_line(config, server, runner.addresses))
+    await stop.wait()
+
+    code = 0
+    stopping = asyncio.ensure_future(server.stop(config.drain_timeout))
+    forced = asyncio.ensure_future(force.wait())
+    await asyncio.wait({stopping, forced}, return_when=asyncio.FIRST_COMPLETED)
+    if not stopping.done():
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await stopping
+        # Drain skipped: the second stop still shuts plugins down rather than orphan them.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.stop(0), _FORCED_STOP_TIMEOUT)
+        code = 1
+    forced.cancel()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(runner.cleanup(), _API_STOP_TIMEOUT)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(number)
+    if code == 0:
+        log.info("stopped")
+    return code
+
+
+def _startup_line(config: AgentConfig, server: DkronServer, addresses: list[object]) -> str:
+    port = config.http_port
+    for address in addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            port = int(address[1])
+            break
+    host = config.http_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    data = "in memory (--dev)" if config.dev else str(Path(config.data_dir).resolve())
+    return (
+        f"dkron-py agent {config.node_name!r} (server, pid {os.getpid()}): "
+        f"API http://{host}:{port}/  data dir {data}  rpc {server.rpc_address}  "
+        f"raft {config.bind_host}:{config.effective_raft_port}"
+    )

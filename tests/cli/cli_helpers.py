@@ -1,0 +1,196 @@
+"""Real ``dkronctl agent`` processes and real ``dkronctl`` client invocations."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DKRONCTL = str(Path(sys.executable).parent / "dkronctl")
+START_DEADLINE = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The test's environment without DKRON_* settings, with HOME in the temp dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DKRON_")}
+    env["HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class Agent:
+    """One ``dkronctl agent --server`` subprocess in its own session (so plugins die with it)."""
+
+    def __init__(self, workdir: Path, node_name: str = "node1") -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.raft_port = free_port()
+        self.node_name = node_name
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def argv(self, *extra: str) -> list[str]:
+        return [
+            DKRONCTL,
+            "agent",
+            "--server",
+            "--bootstrap-expect",
+            "1",
+            "--data-dir",
+            str(self.data_dir),
+            "--http-addr",
+            f"127.0.0.1:{self.http_port}",
+            "--rpc-port",
+            str(self.rpc_port),
+            "--raft-port",
+            str(self.raft_port),
+            "--node-name",
+            self.node_name,
+            "--plugin-dir",
+            str(self.workdir / "plugins"),
+            *extra,
+        ]
+
+    def start(self, *extra: str) -> None:
+        assert self.process is None or self.process.poll() is not None
+        self.starts += 1
+        self.stdout_path = self.workdir / f"agent-{self.starts}.out"
+        self.stderr_path = self.workdir / f"agent-{self.starts}.err"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                self.argv(*extra),
+                stdout=out,
+                stderr=err,
+                cwd=self.workdir,
+                env=clean_env(self.workdir),
+                start_new_session=True,
+            )
+        self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        def healthy() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"agent exited with {self.process.returncode}: {self.stderr()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.address}/health", timeout=1) as response:
+                    return bool(json.loads(response.read())["status"] == "healthy")
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=START_DEADLINE)
+        # /health answers before Raft elects itself; writes need the leader.
+        wait_for(lambda: self.is_leader(), timeout=START_DEADLINE)
+
+    def is_leader(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.address}/v1/isleader", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def api(self, path: str) -> Any:
+        """A direct GET, for polling: cheaper than a dkronctl process per attempt."""
+        with urllib.request.urlopen(f"{self.address}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def executions(self, job: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.api(f"/v1/jobs/{job}/executions")
+        return result
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def kill9(self) -> None:
+        """SIGKILL the agent and everything in its session (its plugins), then reap it."""
+        if self.process is None or self.process.poll() is not None:
+            return  # already reaped: its pid (and group id) may belong to someone else now
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> Result:
+        return run_cli(*args, address=self.address, home=self.workdir, input=input, check=check)
+
+
+class Result:
+    def __init__(self, completed: subprocess.CompletedProcess[str]) -> None:
+        self.code = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:
+        return f"Result(code={self.code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+def run_cli(
+    *args: str,
+    address: str | None,
+    home: Path,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 30.0,
+) -> Result:
+    extra = {"DKRON_ADDR": address} if address else {}
+    completed = subprocess.run(
+        [DKRONCTL, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=home,
+        env=clean_env(home, **extra),
+    )
+    result = Result(completed)
+    if check:
+        assert result.code == 0, result
+    return result

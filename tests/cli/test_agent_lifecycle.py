@@ -1,0 +1,224 @@
+"""``dkronctl agent`` as a real process: start-up errors, graceful stop, crash and restart."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import DKRONCTL, Agent, clean_env, free_port, wait_for
+
+ZERO = "0001-01-01T00:00:00Z"
+
+
+def job(name: str, command: str, schedule: str = "@manually") -> str:
+    return json.dumps(
+        {
+            "name": name,
+            "schedule": schedule,
+            "executor": "shell",
+            "executor_config": {"command": command, "shell": "true"},
+        }
+    )
+
+
+def executions(agent: Agent, name: str) -> list[dict[str, Any]]:
+    """Through the real client, for the assertions that matter."""
+    result: list[dict[str, Any]] = agent.cli("executions", "list", name, "--json").json()
+    return result
+
+
+def agent_argv_error(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DKRONCTL, "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+    )
+
+
+def test_sigterm_waits_for_the_running_execution_then_exits_0(
+    make_agent: Callable[..., Agent],
+) -> None:
+    agent = make_agent()
+    agent.start()
+    assert f"API http://127.0.0.1:{agent.http_port}/" in agent.stdout()
+    assert f"data dir {agent.data_dir}" in agent.stdout()
+    agent.cli("jobs", "apply", "-f", "-", input=job("slow", "sleep 2; echo slept"))
+    agent.cli("jobs", "run", "slow")
+    (running,) = wait_for(lambda: agent.executions("slow"))
+    assert running["finished_at"] == ZERO
+
+    started = time.monotonic()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(timeout=20) == 0
+    # It waited for the sleep instead of cutting it short.
+    assert time.monotonic() - started > 0.5
+    assert "SIGTERM: stopping the scheduler" in agent.stderr()
+
+    agent.start()
+    (done,) = executions(agent, "slow")
+    assert done["id"] == running["id"]
+    assert done["success"] is True
+    assert done["output"] == "slept\n"
+    assert done["finished_at"] != ZERO
+
+
+def test_a_second_signal_exits_at_once(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    agent.start("--drain-timeout", "60s")
+    agent.cli("jobs", "apply", "-f", "-", input=job("long", "sleep 60"))
+    agent.cli("jobs", "run", "long")
+    wait_for(lambda: agent.executions("long"))
+    agent.signal(signal.SIGINT)
+    wait_for(lambda: "SIGINT: stopping the scheduler" in agent.stderr())
+    # Past the window in which a repeat is taken for the same signal delivered twice.
+    deadline = time.monotonic() + 0.6
+    wait_for(lambda: time.monotonic() > deadline, interval=0.1)
+    started = time.monotonic()
+    agent.signal(signal.SIGINT)
+    assert agent.wait(timeout=15) == 1
+    assert time.monotonic() - started < 10
+    assert "SIGINT again: exiting without waiting" in agent.stderr()
+
+
+def test_kill_9_and_restart_brings_everything_back(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    agent.start()
+    agent.cli("jobs", "apply", "-f", "-", input=job("tick", "echo tick", "@every 1s"))
+    agent.cli("jobs", "apply", "-f", "-", input=job("manual", "echo manual; exit 1"))
+    agent.cli("jobs", "run", "manual", "--follow", check=False)
+    agent.cli("jobs", "run", "manual", "--follow", check=False)
+    wait_for(lambda: sum(e["success"] for e in agent.executions("tick")) >= 2)
+    # Stop the ticking so the snapshot below is exact, and let any run in flight land.
+    agent.cli("jobs", "toggle", "tick")
+    wait_for(lambda: all(e["finished_at"] != ZERO for e in agent.executions("tick")))
+
+    before_jobs = agent.cli("jobs", "list", "--json").json()
+    before = {name: executions(agent, name) for name in ("tick", "manual")}
+    assert {j["name"]: j["error_count"] for j in before_jobs}["manual"] == 2
+    assert len(before["manual"]) == 2
+
+    agent.kill9()
+    agent.start()
+
+    after_jobs = agent.cli("jobs", "list", "--json").json()
+    assert after_jobs == before_jobs
+    for name, listed in before.items():
+        assert executions(agent, name) == listed
+
+    # And the scheduler picks the job up again.
+    agent.cli("jobs", "toggle", "tick")
+    count = len(before["tick"])
+    wait_for(lambda: len(agent.executions("tick")) > count)
+
+
+def test_port_in_use_is_one_line_exit_1(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", agent.http_port))
+        taken.listen()
+        result = subprocess.run(
+            agent.argv(), capture_output=True, text=True, timeout=30, env=clean_env(agent.workdir)
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"dkronctl: cannot listen on http-addr 127.0.0.1:{agent.http_port}: "
+        "address already in use\n"
+    )
+
+
+def test_raft_port_in_use_is_one_line_exit_1(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", agent.raft_port))
+        taken.listen()
+        result = subprocess.run(
+            agent.argv(), capture_output=True, text=True, timeout=30, env=clean_env(agent.workdir)
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"dkronctl: cannot listen on raft-port 127.0.0.1:{agent.raft_port}: "
+        "address already in use\n"
+    )
+
+
+def test_unusable_data_dir_is_one_line_exit_1(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    blocker = agent.workdir / "file"
+    blocker.write_text("not a directory")
+    agent.data_dir = blocker / "data"
+    result = subprocess.run(
+        agent.argv(), capture_output=True, text=True, timeout=30, env=clean_env(agent.workdir)
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"dkronctl: data dir {blocker / 'data'} is not writable: Not a directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--server", "--bootstrap-expect", "1", "--rpc-port", "abc"],
+            "dkronctl: invalid value 'abc' for --rpc-port: expected an integer\n",
+        ),
+        (
+            ["--server", "--bootstrap-expect", "1", "--tag", "oops"],
+            "dkronctl: invalid tag: 'oops'\n",
+        ),
+        (
+            ["--server", "--bootstrap-expect", "1", "--log-level", "loud"],
+            "dkronctl: invalid value 'loud' for --log-level: "
+            "expected one of debug, info, warn, error, fatal, panic\n",
+        ),
+        (
+            ["--server", "--bootstrap-expect", "3"],
+            "dkronctl: --bootstrap-expect 3: cluster formation arrives with the cluster "
+            "milestone; this release runs one server (--bootstrap-expect 1)\n",
+        ),
+        (
+            ["--bootstrap-expect", "1"],
+            "dkronctl: agent-only mode (without --server) comes with the cluster milestone; "
+            "run a single node with --server --bootstrap-expect 1\n",
+        ),
+    ],
+)
+def test_bad_flags_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = agent_argv_error(tmp_path, *args)
+    assert (result.returncode, result.stderr) == (2, message)
+
+
+def test_malformed_config_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "dkron.yml"
+    path.write_text("server: true\nbootstrap-expect: [1\n")
+    result = agent_argv_error(tmp_path, "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"dkronctl: config file {path} line 3")
+    assert result.stderr.count("\n") == 1
+
+
+def test_config_file_found_in_home_and_env_override(tmp_path: Path) -> None:
+    # The file sets everything, the environment overrides a value, and the agent's
+    # refusal message shows the env value won: no network needed to check precedence.
+    (tmp_path / ".dkron").mkdir()
+    (tmp_path / ".dkron" / "dkron.toml").write_text("server = true\nbootstrap-expect = 1\n")
+    result = subprocess.run(
+        [DKRONCTL, "agent"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=clean_env(tmp_path, DKRON_BOOTSTRAP_EXPECT="5", DKRON_RPC_PORT=str(free_port())),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("dkronctl: --bootstrap-expect 5: cluster formation")
