@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.notify.settings import parse_endpoint, parse_headers, parse_webhook_on
+
 if TYPE_CHECKING:
     from core.server.service import ServerConfig
 
@@ -78,11 +80,27 @@ class AgentConfig:
     region: str = "global"
     log_level: str = "info"
     dev: bool = False  # Raft state in memory only
+    # Notifications (Dkron's flags; see core.notify):
+    pre_webhook_endpoint: str = ""
+    pre_webhook_payload: str = ""
+    pre_webhook_headers: tuple[str, ...] = ()
+    webhook_endpoint: str = ""
+    webhook_payload: str = ""
+    webhook_headers: tuple[str, ...] = ()
+    mail_host: str = ""
+    mail_port: int = 0
+    mail_username: str = ""
+    mail_password: str = field(default="", repr=False)
+    mail_from: str = ""
+    mail_payload: str = ""
+    mail_subject_prefix: str = "[Dkron]"
+    cronitor_endpoint: str = ""
     # Ours, not Dkron's:
     plugin_dir: Path = Path("plugins.d")
     raft_port: int | None = None  # None: rpc_port + 1
     max_history: int = 100
     output_limit: int = 256_000
+    webhook_on: str = "always"  # always | failure | success (Dkron #712, #288)
     # Dkron waits for running executions without limit; a bound keeps one hung job
     # from blocking a restart forever. A second signal skips the wait.
     drain_timeout: float = 30.0
@@ -110,6 +128,7 @@ class AgentConfig:
 
     def to_server_config(self) -> ServerConfig:
         # Imported here: the client commands load this module and need none of the server.
+        from core.notify.settings import NotifyConfig
         from core.plugins.runtime import RuntimeSettings
         from core.server.service import ServerConfig
 
@@ -127,6 +146,23 @@ class AgentConfig:
             max_history=self.max_history,
             output_limit=self.output_limit,
             plugins=RuntimeSettings(plugin_dir=self.plugin_dir, output_limit=self.output_limit),
+            notify=NotifyConfig(
+                pre_webhook_endpoint=self.pre_webhook_endpoint,
+                pre_webhook_payload=self.pre_webhook_payload,
+                pre_webhook_headers=self.pre_webhook_headers,
+                webhook_endpoint=self.webhook_endpoint,
+                webhook_payload=self.webhook_payload,
+                webhook_headers=self.webhook_headers,
+                webhook_on=self.webhook_on,
+                mail_host=self.mail_host,
+                mail_port=self.mail_port,
+                mail_username=self.mail_username,
+                mail_password=self.mail_password,
+                mail_from=self.mail_from,
+                mail_payload=self.mail_payload,
+                mail_subject_prefix=self.mail_subject_prefix,
+                cronitor_endpoint=self.cronitor_endpoint,
+            ),
         )
 
 
@@ -340,6 +376,21 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "max_history": _positive,
     "output_limit": _positive,
     "drain_timeout": _duration,
+    "pre_webhook_endpoint": parse_endpoint,
+    "pre_webhook_payload": _str,
+    "pre_webhook_headers": parse_headers,
+    "webhook_endpoint": parse_endpoint,
+    "webhook_payload": _str,
+    "webhook_headers": parse_headers,
+    "webhook_on": parse_webhook_on,
+    "mail_host": lambda value: _str(value).strip(),
+    "mail_port": _port,
+    "mail_username": _str,
+    "mail_password": _str,
+    "mail_from": _str,
+    "mail_payload": _str,
+    "mail_subject_prefix": _str,
+    "cronitor_endpoint": parse_endpoint,
 }
 # Other spellings Dkron users have in their files and environments.
 _ALIASES = {"tag": "tags", "devmode": "dev"}

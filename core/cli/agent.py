@@ -119,6 +119,54 @@ def agent(
             "DURATION",
         ),
     ] = None,
+    pre_webhook_endpoint: Annotated[
+        str | None,
+        _str_option("--pre-webhook-endpoint", "URL POSTed when an execution starts.", "URL"),
+    ] = None,
+    pre_webhook_payload: Annotated[
+        str | None,
+        _str_option("--pre-webhook-payload", "Template of the pre-webhook body.", "TEMPLATE"),
+    ] = None,
+    pre_webhook_headers: Annotated[
+        list[str] | None,
+        _str_option("--pre-webhook-headers", "Pre-webhook header (repeatable).", "'K: V'"),
+    ] = None,
+    webhook_endpoint: Annotated[
+        str | None,
+        _str_option("--webhook-endpoint", "URL POSTed when an execution finishes.", "URL"),
+    ] = None,
+    webhook_payload: Annotated[
+        str | None, _str_option("--webhook-payload", "Template of the webhook body.", "TEMPLATE")
+    ] = None,
+    webhook_headers: Annotated[
+        list[str] | None,
+        _str_option("--webhook-headers", "Webhook header (repeatable).", "'K: V'"),
+    ] = None,
+    webhook_on: Annotated[
+        str | None,
+        _str_option("--webhook-on", "Send the webhook on: always|failure|success (always)."),
+    ] = None,
+    mail_host: Annotated[
+        str | None, _str_option("--mail-host", "SMTP server for execution reports.", "HOST")
+    ] = None,
+    mail_port: Annotated[str | None, _str_option("--mail-port", "SMTP port.", "PORT")] = None,
+    mail_username: Annotated[
+        str | None, _str_option("--mail-username", "SMTP user (AUTH needs a password too).")
+    ] = None,
+    mail_password: Annotated[str | None, _str_option("--mail-password", "SMTP password.")] = None,
+    mail_from: Annotated[
+        str | None, _str_option("--mail-from", "Sender of execution reports.", "ADDRESS")
+    ] = None,
+    mail_payload: Annotated[
+        str | None,
+        _str_option("--mail-payload", "Template of the mail body (default: output).", "TEMPLATE"),
+    ] = None,
+    mail_subject_prefix: Annotated[
+        str | None, _str_option("--mail-subject-prefix", "Mail subject prefix ([Dkron]).")
+    ] = None,
+    cronitor_endpoint: Annotated[
+        str | None, _str_option("--cronitor-endpoint", "Cronitor telemetry URL.", "URL")
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -155,6 +203,21 @@ def agent(
         "max_history": max_history,
         "output_limit": output_limit,
         "drain_timeout": drain_timeout,
+        "pre_webhook_endpoint": pre_webhook_endpoint,
+        "pre_webhook_payload": pre_webhook_payload,
+        "pre_webhook_headers": pre_webhook_headers or None,
+        "webhook_endpoint": webhook_endpoint,
+        "webhook_payload": webhook_payload,
+        "webhook_headers": webhook_headers or None,
+        "webhook_on": webhook_on,
+        "mail_host": mail_host,
+        "mail_port": mail_port,
+        "mail_username": mail_username,
+        "mail_password": mail_password,
+        "mail_from": mail_from,
+        "mail_payload": mail_payload,
+        "mail_subject_prefix": mail_subject_prefix,
+        "cronitor_endpoint": cronitor_endpoint,
     }
     try:
         settings = load_config(flags, config_file=config)

@@ -21,6 +21,7 @@ import grpc.aio
 from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import STATUS_SUCCESS, Execution, Job, unix_nano
+from core.notify.notifier import Notifier
 from core.plugins.runtime import PluginRuntime
 from core.store.commands import DeleteJob, FinishExecution, StartExecution
 from core.store.raft import RaftStore, ReplicationError
@@ -45,12 +46,14 @@ class Dispatcher:
         node_name: str,
         agent_address: Callable[[str], str],
         live: LiveOutputs,
+        notifier: Notifier | None = None,
     ) -> None:
         self._store = store
         self._runtime = runtime
         self._node_name = node_name
         self._agent_address = agent_address
         self.live = live
+        self._notifier = notifier
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -127,6 +130,7 @@ class Dispatcher:
         if not started.accepted:
             log.info("not running %r: %s", job.name, started.reason)
             return
+        await self._notify_pre(job, execution)
         key = execution.id
         self.live.begin(key)
         try:
@@ -209,6 +213,7 @@ class Dispatcher:
             if latest is not None:
                 await self._attempt(latest, retry, execution.node_name)
             return
+        await self._notify_post(stored_job, execution)
         if status != STATUS_SUCCESS:
             return
         for child in stored_job.dependent_jobs or []:
@@ -218,6 +223,28 @@ class Dispatcher:
                 await self._store.apply(DeleteJob(stored_job.name))
             except StoreError as exc:
                 log.warning("ephemeral job %r not deleted: %s", stored_job.name, exc)
+
+    # -- notifications: they only schedule background work and must never stop a run ----
+
+    async def _notify_pre(self, job: Job, execution: Execution) -> None:
+        if self._notifier is None:
+            return
+        try:
+            await self._notifier.pre(job, execution)
+        except Exception:
+            log.exception("pre-notification for %r not sent", job.name)
+
+    async def _notify_post(self, job: Job, execution: Execution) -> None:
+        if self._notifier is None:
+            return
+        group = sorted(
+            (e for e in self._store.state.executions_of(job.name) if e.group == execution.group),
+            key=lambda e: (e.started_at or _now(), e.node_name),
+        )
+        try:
+            await self._notifier.post(job, execution, group)
+        except Exception:
+            log.exception("post-notification for %r not sent", job.name)
 
     async def close(self) -> None:
         tasks = list(self._tasks)

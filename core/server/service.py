@@ -24,6 +24,7 @@ from core.cron import ScheduleError, parse_schedule
 from core.dispatch.dispatcher import Dispatcher
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import Execution, Job, unix_nano
+from core.notify import Notifier, NotifyConfig
 from core.plugins.runtime import PluginRuntime, RuntimeSettings
 from core.scheduler.scheduler import Fire, Scheduler, next_fire
 from core.store.commands import (
@@ -69,6 +70,7 @@ class ServerConfig:
     max_history: int = DEFAULT_MAX_HISTORY
     output_limit: int = 256_000
     plugins: RuntimeSettings = field(default_factory=RuntimeSettings)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
 
 class DkronServer:
@@ -88,12 +90,14 @@ class DkronServer:
         )
         self.scheduler = Scheduler(self._on_fire)
         self.agent = AgentRunService(self.runtime, config.node_name)
+        self.notifier = Notifier(config.notify, config.node_name)
         self.dispatcher = Dispatcher(
             self.store,
             self.runtime,
             config.node_name,
             agent_address=lambda _node: self.rpc_address,
             live=self.live,
+            notifier=self.notifier,
         )
         self._grpc: grpc.aio.Server | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -157,6 +161,7 @@ class DkronServer:
         if not await self.dispatcher.drain(drain_timeout):
             log.warning("stopping with executions still running")
         await self.dispatcher.close()
+        await self.notifier.close(timeout=min(drain_timeout, 5.0))
         if self._grpc is not None:
             await self._grpc.stop(1.0)
         await self.runtime.close()

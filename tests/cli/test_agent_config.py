@@ -180,11 +180,11 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 def test_unknown_file_keys_are_warned_about_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = write(tmp_path, "dkron.yml", "region: r\nmail-host: smtp.example\nui: true\n")
+    path = write(tmp_path, "dkron.yml", "region: r\nstatsd-addr: 127.0.0.1:8125\nui: true\n")
     with caplog.at_level(logging.WARNING, logger="dkron.config"):
         config = load(tmp_path, config_file=path)
     assert config.region == "r"
-    assert "mail-host" in caplog.text
+    assert "statsd-addr" in caplog.text
     assert "'ui'" not in caplog.text  # a known Dkron setting we simply do not need
 
 
