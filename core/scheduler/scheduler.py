@@ -194,5 +194,7 @@ class Scheduler:
                 await self._changed.wait()
                 continue
             delay = (self._heap[0][0] - now).total_seconds()
+            # Not wait_for: on 3.11 it swallows a cancel that lands as the event is set,
+            # and stop() then waits forever on a loop that keeps running.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(delay, 0.0))

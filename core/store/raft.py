@@ -132,8 +132,10 @@ class RaftStore:
             self._kick.clear()
             if self._pending and spins < _MAX_EAGER_TICKS:
                 continue
+            # Not wait_for: on 3.11 it can swallow close()'s cancel (see Scheduler._run).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.config.tick_interval)
+                async with asyncio.timeout(self.config.tick_interval):
+                    await self._kick.wait()
 
     def _tick(self) -> None:
         try:
