@@ -205,7 +205,11 @@ class RaftStore:
                 future.set_result(result)
 
         self._pending += 1
-        self._consumer.apply(command, callback=done)
+        # pysyncobj queues the command, then writes a byte to a wake-up pipe that only
+        # a tick drains; past ~64k submissions in one loop iteration the pipe is full.
+        # The command is already queued and we tick ourselves: the wake-up is redundant.
+        with contextlib.suppress(BlockingIOError):
+            self._consumer.apply(command, callback=done)
         self._kick.set()
         ok, value = await future
         if not ok:
