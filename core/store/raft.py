@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +93,8 @@ class RaftStore:
             commandsWaitLeader=True,
             journalFile=journal,
             fullDumpFile=dump,
+            serializer=self._write_snapshot if dump else None,
+            deserializer=self._read_snapshot if dump else None,
             password=config.password,
             raftMinTimeout=config.raft_min_timeout,
             raftMaxTimeout=config.raft_max_timeout,
@@ -106,6 +110,24 @@ class RaftStore:
         self._was_leader = False
         self._closed = False
         self._pending = 0
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    # pysyncobj's own dump pickles through gzip level 9 on the ticking thread, which
+    # is this event loop: 5.6 s for 20k jobs with 100k executions. Protocol-5 pickle
+    # with fast compression takes about a fifth of that.
+    def _write_snapshot(self, filename: str, raft_data: Any) -> None:
+        with (
+            open(filename, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out,
+        ):
+            pickle.dump((self.state.snapshot(), raft_data), out, protocol=5)
+
+    def _read_snapshot(self, filename: str) -> Any:
+        with open(filename, "rb") as raw, gzip.GzipFile(fileobj=raw) as source:
+            state, raft_data = pickle.load(source)
+        self.state.restore(state)
+        return raft_data
 
     # -- lifecycle -------------------------------------------------------------------------
 
