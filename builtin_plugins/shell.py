@@ -40,7 +40,6 @@ import grp
 import logging
 import os
 import pwd
-import re
 import selectors
 import shlex
 import signal
@@ -49,7 +48,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import IO, NoReturn
 
 # `su` needs fork() rather than vfork(); the SDK turns gRPC's fork handlers off in
@@ -60,6 +58,12 @@ from plugin_sdk import (
     ExecuteResponse,
     StatusHelper,
     serve,
+)
+from plugin_sdk.goformats import (
+    format_go_duration,
+    parse_go_bool,
+    parse_go_duration,
+    parse_mem_limit,
 )
 from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
 
@@ -85,38 +89,6 @@ CANCEL_POLL_INTERVAL = 0.2
 _READ_CHUNK = 64 * 1024
 _NS_PER_S = 1_000_000_000
 
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-_DURATION_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # micro sign
-    "\u03bcs": 1_000,  # Greek mu
-    "ms": 1_000_000,
-    "s": _NS_PER_S,
-    "m": 60 * _NS_PER_S,
-    "h": 3600 * _NS_PER_S,
-}
-_MAX_DURATION = (1 << 63) - 1
-_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
-_UNIT = re.compile(r"[^0-9.]*")
-
-_MEM_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1 << 10,
-    "KB": 1 << 10,
-    "M": 1 << 20,
-    "MB": 1 << 20,
-    "G": 1 << 30,
-    "GB": 1 << 30,
-    "T": 1 << 40,
-    "TB": 1 << 40,
-}
-_MEM_LIMIT = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*")
-
-# Go's names for Linux signals (syscall.Signal.String), as in `signal: killed`.
 _GO_SIGNAL_NAMES = {
     1: "hangup",
     2: "interrupt",
@@ -154,98 +126,6 @@ _GO_SIGNAL_NAMES = {
 
 class ConfigError(ValueError):
     """The job's executor_config is unusable; the message is the execution's error."""
-
-
-# -- Go-compatible parsing ----------------------------------------------------------------
-
-
-def parse_go_bool(text: str) -> bool:
-    """Go's ``strconv.ParseBool``; raises ValueError for anything else."""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's ``time.ParseDuration`` (e.g. ``1h2m3.5s``, ``300ms``), in nanoseconds."""
-    rest = text
-    negative = False
-    if rest[:1] in ("+", "-"):
-        negative = rest[0] == "-"
-        rest = rest[1:]
-    if rest == "0":
-        return 0
-    if not rest:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total = 0
-    while rest:
-        number = _NUMBER.match(rest)
-        assert number is not None  # both groups are optional, so it always matches
-        whole, fraction = number.group(1), number.group(2)
-        if not whole and not fraction:
-            raise ValueError(f'time: invalid duration "{text}"')
-        rest = rest[number.end() :]
-        unit_match = _UNIT.match(rest)
-        assert unit_match is not None
-        unit = unit_match.group(0)
-        rest = rest[unit_match.end() :]
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{text}"')
-        if unit not in _DURATION_UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
-        scale = _DURATION_UNITS[unit]
-        total += int(whole or "0") * scale
-        if fraction:
-            total += int(fraction) * scale // 10 ** len(fraction)
-        if total > _MAX_DURATION + (1 if negative else 0):
-            raise ValueError(f'time: invalid duration "{text}"')
-    return -total if negative else total
-
-
-def _fraction(value: int, digits: int) -> str:
-    whole, part = divmod(value, 10**digits)
-    if not part:
-        return str(whole)
-    return f"{whole}.{part:0{digits}d}".rstrip("0")
-
-
-def format_go_duration(nanos: int) -> str:
-    """Go's ``time.Duration.String`` (``1m0s``, ``1.5s``, ``300ms``, ``2µs``)."""
-    if nanos == 0:
-        return "0s"
-    sign = "-" if nanos < 0 else ""
-    value = abs(nanos)
-    if value < 1_000:
-        return f"{sign}{value}ns"
-    if value < 1_000_000:
-        return f"{sign}{_fraction(value, 3)}\u00b5s"
-    if value < _NS_PER_S:
-        return f"{sign}{_fraction(value, 6)}ms"
-    seconds = _fraction(value % (60 * _NS_PER_S), 9) + "s"
-    minutes, hours = (value // (60 * _NS_PER_S)) % 60, value // (3600 * _NS_PER_S)
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return f"{sign}{seconds}"
-
-
-def parse_mem_limit(text: str) -> int:
-    """Bytes from ``512``, ``1.5GB``, ``100m``… (1024-based units, case-insensitive)."""
-    match = _MEM_LIMIT.fullmatch(text)
-    if match is None:
-        raise ValueError(f"invalid memory limit format: {text}")
-    unit = match.group(2).upper()
-    if unit not in _MEM_UNITS:
-        raise ValueError(
-            f"unsupported memory unit: {match.group(2)} (supported: B, KB, MB, GB, TB)"
-        )
-    limit = int(Decimal(match.group(1)) * _MEM_UNITS[unit])
-    if limit <= 0:
-        raise ValueError("memory limit must be greater than 0")
-    return limit
 
 
 # -- the job ------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import grpc
 import grpc.aio
 
 from core.agent.convert import execution_from_proto, execution_to_proto
-from core.jobs.durations import parse_go_duration
 from core.plugins.runtime import PluginRuntime
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
+from plugin_sdk.goformats import parse_go_duration
 
 __all__ = ["AgentRunService"]
 

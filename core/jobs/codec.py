@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
-from core.jobs.durations import go_quote
 from core.jobs.model import MISFIRE_SKIP, Execution, Job, RetryBackoff
+from plugin_sdk.goformats import go_quote
 
 __all__ = [
     "ZERO_TIME",

@@ -6,7 +6,6 @@ import copy
 import unicodedata
 from datetime import UTC, datetime
 
-from core.jobs.durations import parse_go_duration, parse_mem_limit
 from core.jobs.model import (
     CONCURRENCY_ALLOW,
     CONCURRENCY_FORBID,
@@ -14,6 +13,7 @@ from core.jobs.model import (
     MISFIRE_SKIP,
     Job,
 )
+from plugin_sdk.goformats import parse_go_duration, parse_mem_limit
 
 __all__ = ["JobValidationError", "merge_for_update", "stored_form", "validate_job"]
 

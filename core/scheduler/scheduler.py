@@ -57,6 +57,8 @@ class Scheduler:
         self._clock = clock
         self._heap: list[tuple[datetime, int, str]] = []
         self._versions: dict[str, int] = {}
+        # name -> the moment of its live heap entry; the heap alone would need a scan.
+        self._next: dict[str, datetime] = {}
         self._schedules: dict[str, Schedule] = {}
         self._jobs: dict[str, Job] = {}
         self._changed = asyncio.Event()
@@ -71,11 +73,7 @@ class Scheduler:
         return len(self._schedules)
 
     def next_of(self, name: str) -> datetime | None:
-        version = self._versions.get(name)
-        for moment, entry_version, entry_name in self._heap:
-            if entry_name == name and entry_version == version:
-                return moment
-        return None
+        return self._next.get(name)
 
     # -- job changes -----------------------------------------------------------------------
 
@@ -104,6 +102,7 @@ class Scheduler:
     def remove_job(self, name: str) -> None:
         if self._schedules.pop(name, None) is not None:
             self._jobs.pop(name, None)
+            self._next.pop(name, None)
             self._versions[name] = self._versions.get(name, 0) + 1
             self._changed.set()
 
@@ -113,6 +112,9 @@ class Scheduler:
         self._versions[name] = version
         if moment is not None:
             heapq.heappush(self._heap, (moment, version, name))
+            self._next[name] = moment
+        else:
+            self._next.pop(name, None)
         self._changed.set()
 
     def load(self, jobs: Iterable[Job], last_fires: dict[str, datetime]) -> list[Fire]:
@@ -165,6 +167,7 @@ class Scheduler:
         for name in list(self._schedules):
             self.remove_job(name)
         self._heap.clear()
+        self._next.clear()
 
     def _due(self, now: datetime) -> list[Fire]:
         fires = []
@@ -197,4 +200,5 @@ class Scheduler:
             # Not wait_for: on 3.11 it swallows a cancel that lands as the event is set,
             # and stop() then waits forever on a loop that keeps running.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(delay, 0.0))
+                async with asyncio.timeout(max(delay, 0.0)):
+                    await self._changed.wait()

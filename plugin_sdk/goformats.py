@@ -1,7 +1,8 @@
-"""Go-compatible parsing of durations and of the shell executor's ``mem_limit``.
+"""Go's value formats that Dkron's configs use: durations, booleans, memory limits.
 
-Job validation has to reject exactly the values Dkron rejects, so these follow Go's
-``time.ParseDuration`` (including its error texts) rather than any Python convention.
+One implementation for the host (job validation, cron's ``@every``) and for plugins
+(the shell executor): a job that validates must also run, and both must reject
+exactly what Dkron rejects, with Go's error texts.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from decimal import Decimal
 __all__ = [
     "format_go_duration",
     "go_quote",
+    "parse_go_bool",
     "parse_go_duration",
     "parse_mem_limit",
 ]
 
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _NS_PER_SECOND = 1_000_000_000
 _UNITS = {
     "ns": 1,
@@ -200,3 +204,12 @@ def parse_mem_limit(text: str) -> int:
     if limit <= 0:
         raise ValueError("memory limit must be greater than 0")
     return limit
+
+
+def parse_go_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``; raises ValueError with Go's message otherwise."""
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
