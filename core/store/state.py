@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -338,18 +339,32 @@ class StoreState:
             else:
                 names = self._names[start:end]
             return [self.jobs[n] for n in names], total
-        matches = (self.jobs[n] for n in self._names)
-        selected = (
-            [job for job in matches if self._matches(job, query)]
-            if filtered
-            else list(self.jobs[n] for n in self._names)
-        )
-        if sort != "name":
-            selected.sort(key=_sort_key(sort), reverse=query.descending)
-        elif query.descending:
-            selected.reverse()
-        start, end = self._range(query, len(selected))
-        return selected[start:end], len(selected)
+        # Otherwise stream the name index: count every match, keep only what the page
+        # needs (at most _end jobs), never a sorted copy of all of them.
+        order: Iterable[str] = self._names
+        if query.descending and sort == "name":
+            order = reversed(self._names)
+        counted = 0
+
+        def matches() -> Iterator[Job]:
+            nonlocal counted
+            for name in order:
+                job = self.jobs[name]
+                if not filtered or self._matches(job, query):
+                    counted += 1
+                    yield job
+
+        if sort == "name":
+            kept = [
+                job for index, job in enumerate(matches()) if query.end is None or index < query.end
+            ]
+        elif query.end is None:
+            kept = sorted(matches(), key=_sort_key(sort), reverse=query.descending)
+        else:
+            pick = heapq.nlargest if query.descending else heapq.nsmallest
+            kept = pick(query.end, matches(), key=_sort_key(sort))
+        start, end = self._range(query, counted)
+        return kept[start:end], counted
 
     @staticmethod
     def _range(query: JobQuery, total: int) -> tuple[int, int]:
