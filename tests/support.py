@@ -6,13 +6,17 @@ conftest.py and, without packages, they would shadow one another.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["BIN_DIR", "FAKES_DIR", "REPO_ROOT", "installed_script"]
+__all__ = ["BIN_DIR", "FAKES_DIR", "REPO_ROOT", "finished", "installed_script", "wait_for"]
 
 BIN_DIR = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,3 +29,27 @@ def installed_script(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; run `pip install -e .[dev]` first")
     return path
+
+
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll ``predicate`` (sync, or returning an awaitable) until it gives something
+    truthy, and return that; fail after ``timeout`` seconds. A deadline, not a sleep."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def finished(server: Any, job: str) -> list[Any]:
+    """A DkronServer's finished executions of ``job``, oldest first."""
+    done = [e for e in server.executions(job) if e.finished_at is not None]
+    return sorted(done, key=lambda e: e.started_at)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,21 +89,6 @@ def shell_job(name: str, command: str, **fields: Any) -> dict[str, Any]:
     }
     job.update(fields)
     return job
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
-) -> Any:
-    """Poll the async ``probe`` until it returns something truthy (a deadline, no sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        await asyncio.sleep(interval)
 
 
 async def wait_leader(server: DkronServer, timeout: float = 15.0) -> None:

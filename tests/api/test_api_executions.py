@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from api_helpers import NODE, Api, shell_job, wait_for
+from api_helpers import NODE, Api, shell_job
+from support import wait_for
 
 from core.api import api_port, serve_api
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -17,11 +16,12 @@ from typing import Any
 
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from support import finished, wait_for
 
-from core.jobs.model import Execution, Job
+from core.jobs.model import Job
 from core.notify import NotifyConfig
 from core.plugins.runtime import RuntimeSettings
-from core.server import DkronServer, ServerConfig
+from core.server import ServerConfig
 
 __all__ = [
     "HttpRecorder",
@@ -61,28 +61,6 @@ def server_config(data_dir: Path, notify: NotifyConfig) -> ServerConfig:
 def shell(name: str, command: str, **fields: Any) -> Job:
     config = {"command": command, "shell": "true"}
     return Job(name=name, schedule="@manually", executor="shell", executor_config=config, **fields)
-
-
-async def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy (a deadline, not a sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-def finished(server: DkronServer, job: str) -> list[Execution]:
-    return sorted(
-        (e for e in server.executions(job) if e.finished_at is not None),
-        key=lambda e: e.started_at or 0,  # type: ignore[arg-type,return-value]
-    )
 
 
 # -- HTTP ----------------------------------------------------------------------------------

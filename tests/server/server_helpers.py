@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.jobs.model import Execution
+from support import finished, wait_for
+
 from core.plugins.runtime import RuntimeSettings
-from core.server import DkronServer, ServerConfig
+from core.server import ServerConfig
 
 __all__ = ["finished", "free_port", "server_config", "wait_for"]
 
@@ -31,22 +30,3 @@ def server_config(data_dir: Path, raft_port: int, **overrides: Any) -> ServerCon
         plugins=plugins,
         **overrides,
     )
-
-
-async def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy (a deadline, not a sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-def finished(server: DkronServer, job: str) -> list[Execution]:
-    return [e for e in server.executions(job) if e.finished_at is not None]
