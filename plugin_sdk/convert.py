@@ -5,17 +5,37 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
 from dkron_pb.types.v1 import dkron_pb2
 from plugin_sdk.models import Execution
 
-__all__ = ["execution_from_proto", "execution_to_proto"]
+__all__ = [
+    "datetime_from_timestamp",
+    "execution_from_proto",
+    "execution_to_proto",
+    "optional_datetime",
+    "timestamp_from_datetime",
+]
 
 
-def _time_from_proto(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    if not present:
+def timestamp_from_datetime(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def datetime_from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime:
+    """An aware UTC datetime (microseconds: Python keeps no nanoseconds)."""
+    return datetime.fromtimestamp(stamp.seconds, tz=UTC).replace(microsecond=stamp.nanos // 1000)
+
+
+def optional_datetime(message: Message, field: str) -> datetime | None:
+    """A message's Timestamp field as a datetime, or None when it is unset."""
+    if not message.HasField(field):
         return None
-    return datetime.fromtimestamp(ts.seconds, tz=UTC).replace(microsecond=ts.nanos // 1000)
+    stamp: timestamp_pb2.Timestamp = getattr(message, field)
+    return datetime_from_timestamp(stamp)
 
 
 def execution_from_proto(message: dkron_pb2.Execution) -> Execution:
@@ -26,8 +46,8 @@ def execution_from_proto(message: dkron_pb2.Execution) -> Execution:
         node_name=message.node_name,
         group=message.group,
         attempt=message.attempt,
-        started_at=_time_from_proto(message.started_at, message.HasField("started_at")),
-        finished_at=_time_from_proto(message.finished_at, message.HasField("finished_at")),
+        started_at=optional_datetime(message, "started_at"),
+        finished_at=optional_datetime(message, "finished_at"),
     )
 
 
@@ -41,7 +61,7 @@ def execution_to_proto(execution: Execution) -> dkron_pb2.Execution:
         attempt=execution.attempt,
     )
     if execution.started_at is not None:
-        message.started_at.FromDatetime(execution.started_at)
+        message.started_at.CopyFrom(timestamp_from_datetime(execution.started_at))
     if execution.finished_at is not None:
-        message.finished_at.FromDatetime(execution.finished_at)
+        message.finished_at.CopyFrom(timestamp_from_datetime(execution.finished_at))
     return message

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf import timestamp_pb2
-
 from core.jobs.model import Execution, Job
 from dkron_pb.types.v1 import dkron_pb2
+from plugin_sdk.convert import optional_datetime, timestamp_from_datetime
 
 __all__ = ["execution_from_proto", "execution_to_proto", "job_from_proto", "job_to_proto"]
-
-
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
-    return datetime.fromtimestamp(stamp.seconds, tz=UTC).replace(microsecond=stamp.nanos // 1000)
 
 
 def job_to_proto(job: Job) -> dkron_pb2.Job:
@@ -61,9 +48,9 @@ def execution_to_proto(execution: Execution) -> dkron_pb2.Execution:
         attempt=execution.attempt,
     )
     if execution.started_at is not None:
-        message.started_at.CopyFrom(_timestamp(execution.started_at))
+        message.started_at.CopyFrom(timestamp_from_datetime(execution.started_at))
     if execution.finished_at is not None:
-        message.finished_at.CopyFrom(_timestamp(execution.finished_at))
+        message.finished_at.CopyFrom(timestamp_from_datetime(execution.finished_at))
     return message
 
 
@@ -75,6 +62,6 @@ def execution_from_proto(message: dkron_pb2.Execution) -> Execution:
         node_name=message.node_name,
         group=message.group,
         attempt=message.attempt,
-        started_at=_datetime(message.started_at) if message.HasField("started_at") else None,
-        finished_at=_datetime(message.finished_at) if message.HasField("finished_at") else None,
+        started_at=optional_datetime(message, "started_at"),
+        finished_at=optional_datetime(message, "finished_at"),
     )
