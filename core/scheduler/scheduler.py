@@ -63,7 +63,6 @@ class Scheduler:
         self._jobs: dict[str, Job] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._counter = 0
 
     @property
     def running(self) -> bool:
@@ -107,7 +106,6 @@ class Scheduler:
             self._changed.set()
 
     def _push(self, name: str, moment: datetime | None) -> None:
-        self._counter += 1
         version = self._versions.get(name, 0) + 1
         self._versions[name] = version
         if moment is not None:

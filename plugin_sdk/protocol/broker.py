@@ -70,7 +70,6 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
         self._changed = threading.Condition()
         self._outgoing: queue.Queue[broker_pb.ConnInfo | None] = queue.Queue()
         self._closed = False
-        self._streams = 0
         self._channels: dict[str, grpc.Channel] = {}
         # Ids whose call is in flight: their announcement is kept past DIAL_TIMEOUT
         # because the executor may dial late (on its first update).
@@ -79,8 +78,6 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
     def StartStream(
         self, request_iterator: Iterator[broker_pb.ConnInfo], context: grpc.ServicerContext
     ) -> Iterator[broker_pb.ConnInfo]:
-        with self._changed:
-            self._streams += 1
         # The request side is consumed on its own thread while this handler yields replies.
         threading.Thread(
             target=self._receive, args=(request_iterator,), name="broker-recv", daemon=True
@@ -176,14 +173,11 @@ class HostBroker:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = broker_grpc.GRPCBrokerStub(channel)
-        self._outgoing: asyncio.Queue[tuple[broker_pb.ConnInfo, asyncio.Event] | None] = (
-            asyncio.Queue()
-        )
+        self._outgoing: asyncio.Queue[broker_pb.ConnInfo | None] = asyncio.Queue()
         self._last_id = 0
         self._call: Any = None
         self._receiver: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
-        self.received: dict[int, broker_pb.ConnInfo] = {}
 
     def start(self) -> None:
         self._call = self._stub.StartStream(self._requests())
@@ -196,46 +190,23 @@ class HostBroker:
     async def _requests(self) -> AsyncIterator[broker_pb.ConnInfo]:
         # Never finishes on its own: a finished iterator half-closes the stream,
         # which closes a Go plugin's broker for good.
-        while True:
-            item = await self._outgoing.get()
-            if item is None:
-                return
-            info, handed_over = item
+        while (info := await self._outgoing.get()) is not None:
             yield info
-            handed_over.set()
 
     async def _receive(self) -> None:
         try:
             async for info in self._call:
                 if _is_knock(info):
-                    await self._send(_refusal(info))
+                    self._outgoing.put_nowait(_refusal(info))
                 else:
-                    self.received[info.service_id] = info
+                    # Dkron's host never dials plugin-side servers; nothing to keep.
+                    log.debug("ignoring plugin announcement", extra={"id": info.service_id})
         except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             log.debug("broker stream ended: %s", exc)
         finally:
             self.closed.set()
 
-    async def _send(self, info: broker_pb.ConnInfo) -> None:
-        handed_over = asyncio.Event()
-        await self._outgoing.put((info, handed_over))
-        await handed_over.wait()
-
-    async def announce(self, service_id: int, network: str, address: str) -> None:
-        """Tell the plugin where to dial ``service_id``; returns once it is on the stream."""
-        if self.closed.is_set():
-            raise BrokerClosed("broker stream is closed")
-        sent = asyncio.ensure_future(
-            self._send(broker_pb.ConnInfo(service_id=service_id, network=network, address=address))
-        )
-        closed = asyncio.ensure_future(self.closed.wait())
-        done, _ = await asyncio.wait({sent, closed}, return_when=asyncio.FIRST_COMPLETED)
-        closed.cancel()
-        if sent not in done:
-            sent.cancel()
-            raise BrokerClosed("broker stream closed before the announcement was sent")
-
-    def announce_nowait(self, service_id: int, network: str, address: str) -> None:
+    def announce(self, service_id: int, network: str, address: str) -> None:
         """Queue an announcement; the stream writes it before anything queued later.
 
         The call that carries the id travels on another HTTP/2 stream and may
@@ -244,7 +215,7 @@ class HostBroker:
         if self.closed.is_set():
             raise BrokerClosed("broker stream is closed")
         info = broker_pb.ConnInfo(service_id=service_id, network=network, address=address)
-        self._outgoing.put_nowait((info, asyncio.Event()))
+        self._outgoing.put_nowait(info)
 
     async def close(self) -> None:
         self._outgoing.put_nowait(None)

@@ -441,7 +441,7 @@ class PluginClient:
         try:
             # Announce before Execute: Go plugins dial the status server unconditionally.
             try:
-                self._broker.announce_nowait(service_id, "unix", status.path)
+                self._broker.announce(service_id, "unix", status.path)
             except BrokerClosed as exc:
                 await self._crash_settles()
                 raise PluginCrashed(self.name, f"broker stream lost: {exc}") from None
