@@ -27,7 +27,8 @@ if os.environ.get("DKRON_PLUGIN_MAGIC_COOKIE") and "GRPC_ENABLE_FORK_SUPPORT" no
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
     ENVIRONMENT_DEFAULTS = frozenset({"GRPC_ENABLE_FORK_SUPPORT"})
 
-from plugin_sdk.executor import ExecutorFunction, serve  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
 from plugin_sdk.hookspecs import ENTRY_POINT_GROUP, hookimpl  # noqa: E402
 from plugin_sdk.models import (  # noqa: E402
     ExecuteRequest,
@@ -37,7 +38,32 @@ from plugin_sdk.models import (  # noqa: E402
     Processor,
     StatusHelper,
 )
-from plugin_sdk.processor import ProcessorFunction, ProcessorPlugin, serve_processor  # noqa: E402
+
+if TYPE_CHECKING:
+    from plugin_sdk.executor import ExecutorFunction, serve
+    from plugin_sdk.processor import ProcessorFunction, ProcessorPlugin, serve_processor
+
+# The serving side imports grpc (~60 ms). It loads on first use, so importing the
+# light parts (models, hookspecs, goformats) stays cheap for the host's CLI.
+_LAZY = {
+    "ExecutorFunction": "plugin_sdk.executor",
+    "serve": "plugin_sdk.executor",
+    "ProcessorFunction": "plugin_sdk.processor",
+    "ProcessorPlugin": "plugin_sdk.processor",
+    "serve_processor": "plugin_sdk.processor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plugin_sdk' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -8,13 +8,14 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.plugins.discovery import DEFAULT_PLUGIN_DIR, default_search_path, discover
-from core.plugins.probe import ProbeResult, probe
-from core.plugins.runtime import PluginRuntime, RuntimeSettings
+
+if TYPE_CHECKING:
+    from core.plugins.probe import ProbeResult
 
 __all__ = ["app"]
 
@@ -48,6 +49,8 @@ def list_plugins(
     search_path = default_search_path(plugin_dir)
     found = discover(search_path)
     binaries = list(found.plugins.values())
+
+    from core.plugins.probe import probe  # starts gRPC: only for this command
 
     async def probe_all() -> list[ProbeResult | None]:
         if no_probe:
@@ -135,6 +138,8 @@ def exec_plugin(
     plugin_dir: PluginDir = Path(DEFAULT_PLUGIN_DIR),
 ) -> None:
     """Run one execution through the real plugin; output streams as it arrives."""
+    from core.plugins.runtime import PluginRuntime, RuntimeSettings  # gRPC: this command only
+
     settings = RuntimeSettings(plugin_dir=plugin_dir, eager=False, load_entry_points=False)
     executor_config = _parse_config(config or [])
     streamed = False

@@ -24,7 +24,8 @@ from core.cron import ScheduleError, parse_schedule
 from core.dispatch.dispatcher import Dispatcher
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import Execution, Job, unix_nano
-from core.notify import Notifier, NotifyConfig
+from core.notify import NotifyConfig
+from core.notify.notifier import Notifier
 from core.plugins.runtime import PluginRuntime, RuntimeSettings
 from core.scheduler.scheduler import Fire, Scheduler, next_fire
 from core.store.commands import (

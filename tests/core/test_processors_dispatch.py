@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from plugin_host_helpers import install
 
-from core.plugins import Backoff, PluginRuntime, ProcessorDispatcher, RuntimeSettings
+from core.plugins.processors import ProcessorDispatcher
+from core.plugins.runtime import PluginRuntime, RuntimeSettings
+from core.plugins.supervisor import Backoff
 from plugin_sdk import Execution, ProcessorPlugin, hookimpl
 
 

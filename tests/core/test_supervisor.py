@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from plugin_host_helpers import install, recorded_pids, still_running, wait_gone
 
-from core.plugins import Backoff, PluginRuntime, RuntimeSettings
+from core.plugins.runtime import PluginRuntime, RuntimeSettings
+from core.plugins.supervisor import Backoff
 
 BACKOFF = Backoff(initial=0.05, maximum=0.2)
 
