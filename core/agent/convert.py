@@ -46,6 +46,7 @@ def execution_to_proto(execution: Execution) -> dkron_pb2.Execution:
         node_name=execution.node_name,
         group=execution.group,
         attempt=execution.attempt,
+        run_id=execution.run_id,
     )
     if execution.started_at is not None:
         message.started_at.CopyFrom(timestamp_from_datetime(execution.started_at))
@@ -64,4 +65,5 @@ def execution_from_proto(message: dkron_pb2.Execution) -> Execution:
         attempt=message.attempt,
         started_at=optional_datetime(message, "started_at"),
         finished_at=optional_datetime(message, "finished_at"),
+        run_id=message.run_id,
     )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from dkron_pb.types.v1 import dkron_pb2 as types_dot_v1_dot_dkron__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14types/v1/agent.proto\x12\x08types.v1\x1a\x14types/v1/dkron.proto\"U\n\x0f\x41gentRunRequest\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\x12&\n\texecution\x18\x02 \x01(\x0b\x32\x13.types.v1.Execution\"8\n\x0e\x41gentRunStream\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.types.v1.Execution\"1\n\x10\x41gentRunResponse\x12\x0c\n\x04\x66rom\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x32Q\n\x0c\x41gentService\x12\x41\n\x08\x41gentRun\x12\x19.types.v1.AgentRunRequest\x1a\x18.types.v1.AgentRunStream0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14types/v1/agent.proto\x12\x08types.v1\x1a\x14types/v1/dkron.proto\"w\n\x0f\x41gentRunRequest\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\x12&\n\texecution\x18\x02 \x01(\x0b\x32\x13.types.v1.Execution\x12\x0c\n\x04term\x18\x64 \x01(\x04\x12\x12\n\nadopt_only\x18\x65 \x01(\x08\"8\n\x0e\x41gentRunStream\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.types.v1.Execution\"1\n\x10\x41gentRunResponse\x12\x0c\n\x04\x66rom\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x32Q\n\x0c\x41gentService\x12\x41\n\x08\x41gentRun\x12\x19.types.v1.AgentRunRequest\x1a\x18.types.v1.AgentRunStream0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'types.v1.agent_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTRUNREQUEST']._serialized_start=56
-  _globals['_AGENTRUNREQUEST']._serialized_end=141
-  _globals['_AGENTRUNSTREAM']._serialized_start=143
-  _globals['_AGENTRUNSTREAM']._serialized_end=199
-  _globals['_AGENTRUNRESPONSE']._serialized_start=201
-  _globals['_AGENTRUNRESPONSE']._serialized_end=250
-  _globals['_AGENTSERVICE']._serialized_start=252
-  _globals['_AGENTSERVICE']._serialized_end=333
+  _globals['_AGENTRUNREQUEST']._serialized_end=175
+  _globals['_AGENTRUNSTREAM']._serialized_start=177
+  _globals['_AGENTRUNSTREAM']._serialized_end=233
+  _globals['_AGENTRUNRESPONSE']._serialized_start=235
+  _globals['_AGENTRUNRESPONSE']._serialized_end=284
+  _globals['_AGENTSERVICE']._serialized_start=286
+  _globals['_AGENTSERVICE']._serialized_end=367
 # @@protoc_insertion_point(module_scope)

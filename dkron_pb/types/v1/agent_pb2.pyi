@@ -25,6 +25,16 @@ class AgentRunRequest(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     EXECUTION_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    ADOPT_ONLY_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    """Extensions (ignored by Dkron's agents). The leader's Raft term: a node refuses a
+    run whose term is older than one it has seen, so a deposed leader cannot launch.
+    """
+    adopt_only: _builtins.bool
+    """Only attach to a run this node already has (a new leader adopting a launch);
+    answer NOT_FOUND instead of starting it.
+    """
     @_builtins.property
     def job(self) -> _dkron_pb2.Job: ...
     @_builtins.property
@@ -34,10 +44,12 @@ class AgentRunRequest(_message.Message):
         *,
         job: _dkron_pb2.Job | None = ...,
         execution: _dkron_pb2.Execution | None = ...,
+        term: _builtins.int = ...,
+        adopt_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adopt_only", b"adopt_only", "execution", b"execution", "job", b"job", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

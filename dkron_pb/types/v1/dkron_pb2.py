@@ -26,7 +26,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14types/v1/dkron.proto\x12\x08types.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x08\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\x10\n\x08schedule\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12\x13\n\x0bowner_email\x18\x08 \x01(\t\x12\x15\n\rsuccess_count\x18\t \x01(\x05\x12\x13\n\x0b\x65rror_count\x18\n \x01(\x05\x12\x10\n\x08\x64isabled\x18\x0b \x01(\x08\x12%\n\x04tags\x18\x0c \x03(\x0b\x32\x17.types.v1.Job.TagsEntry\x12\x0f\n\x07retries\x18\r \x01(\r\x12\x16\n\x0e\x64\x65pendent_jobs\x18\x0e \x03(\t\x12\x12\n\nparent_job\x18\x0f \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x10 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x11 \x01(\t\x12:\n\x0f\x65xecutor_config\x18\x12 \x03(\x0b\x32!.types.v1.Job.ExecutorConfigEntry\x12\x0e\n\x06status\x18\x13 \x01(\t\x12-\n\x08metadata\x18\x14 \x03(\x0b\x32\x1b.types.v1.Job.MetadataEntry\x12(\n\x04next\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64isplayname\x18\x18 \x01(\t\x12\x30\n\x0clast_success\x18\x19 \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12.\n\nlast_error\x18\x1a \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12\x31\n\nprocessors\x18\x1b \x03(\x0b\x32\x1d.types.v1.Job.ProcessorsEntry\x12\x11\n\tephemeral\x18\x1c \x01(\x08\x12.\n\nexpires_at\x18\x1d \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12-\n\tstarts_at\x18\x1e \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12\x0f\n\x07timeout\x18\x65 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x45xecutorConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aK\n\x0cNullableTime\x12\x11\n\thas_value\x18\x01 \x01(\x08\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aI\n\x0fProcessorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.types.v1.PluginConfig:\x02\x38\x01\"q\n\x0cPluginConfig\x12\x32\n\x06\x63onfig\x18\x01 \x03(\x0b\x32\".types.v1.PluginConfig.ConfigEntry\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd2\x01\n\tExecution\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12\r\n\x05group\x18\x05 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\rSetJobRequest\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\",\n\x0eSetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"$\n\x10\x44\x65leteJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\"/\n\x11\x44\x65leteJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"!\n\rGetJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\",\n\x0eGetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\">\n\x14\x45xecutionDoneRequest\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.types.v1.Execution\"6\n\x15\x45xecutionDoneResponse\x12\x0c\n\x04\x66rom\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"!\n\rRunJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\",\n\x0eRunJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"$\n\x10ToggleJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\"/\n\x11ToggleJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"m\n\nRaftServer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06leader\x18\x04 \x01(\x08\x12\r\n\x05voter\x18\x05 \x01(\x08\x12\x15\n\rraft_protocol\x18\x06 \x01(\t\"T\n\x1cRaftGetConfigurationResponse\x12%\n\x07servers\x18\x01 \x03(\x0b\x32\x14.types.v1.RaftServer\x12\r\n\x05index\x18\x02 \x01(\x04\"\'\n\x19RaftRemovePeerByIDRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x1bGetActiveExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.types.v1.Execution2\x9a\x06\n\x0c\x44kronService\x12;\n\x06GetJob\x12\x17.types.v1.GetJobRequest\x1a\x18.types.v1.GetJobResponse\x12P\n\rExecutionDone\x12\x1e.types.v1.ExecutionDoneRequest\x1a\x1f.types.v1.ExecutionDoneResponse\x12\x37\n\x05Leave\x12\x16.google.protobuf.Empty\x1a\x16.google.protobuf.Empty\x12;\n\x06SetJob\x12\x17.types.v1.SetJobRequest\x1a\x18.types.v1.SetJobResponse\x12\x44\n\tDeleteJob\x12\x1a.types.v1.DeleteJobRequest\x1a\x1b.types.v1.DeleteJobResponse\x12;\n\x06RunJob\x12\x17.types.v1.RunJobRequest\x1a\x18.types.v1.RunJobResponse\x12\x44\n\tToggleJob\x12\x1a.types.v1.ToggleJobRequest\x1a\x1b.types.v1.ToggleJobResponse\x12V\n\x14RaftGetConfiguration\x12\x16.google.protobuf.Empty\x1a&.types.v1.RaftGetConfigurationResponse\x12Q\n\x12RaftRemovePeerByID\x12#.types.v1.RaftRemovePeerByIDRequest\x1a\x16.google.protobuf.Empty\x12T\n\x13GetActiveExecutions\x12\x16.google.protobuf.Empty\x1a%.types.v1.GetActiveExecutionsResponse\x12;\n\x0cSetExecution\x12\x13.types.v1.Execution\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14types/v1/dkron.proto\x12\x08types.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x08\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\x10\n\x08schedule\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12\x13\n\x0bowner_email\x18\x08 \x01(\t\x12\x15\n\rsuccess_count\x18\t \x01(\x05\x12\x13\n\x0b\x65rror_count\x18\n \x01(\x05\x12\x10\n\x08\x64isabled\x18\x0b \x01(\x08\x12%\n\x04tags\x18\x0c \x03(\x0b\x32\x17.types.v1.Job.TagsEntry\x12\x0f\n\x07retries\x18\r \x01(\r\x12\x16\n\x0e\x64\x65pendent_jobs\x18\x0e \x03(\t\x12\x12\n\nparent_job\x18\x0f \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x10 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x11 \x01(\t\x12:\n\x0f\x65xecutor_config\x18\x12 \x03(\x0b\x32!.types.v1.Job.ExecutorConfigEntry\x12\x0e\n\x06status\x18\x13 \x01(\t\x12-\n\x08metadata\x18\x14 \x03(\x0b\x32\x1b.types.v1.Job.MetadataEntry\x12(\n\x04next\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64isplayname\x18\x18 \x01(\t\x12\x30\n\x0clast_success\x18\x19 \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12.\n\nlast_error\x18\x1a \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12\x31\n\nprocessors\x18\x1b \x03(\x0b\x32\x1d.types.v1.Job.ProcessorsEntry\x12\x11\n\tephemeral\x18\x1c \x01(\x08\x12.\n\nexpires_at\x18\x1d \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12-\n\tstarts_at\x18\x1e \x01(\x0b\x32\x1a.types.v1.Job.NullableTime\x12\x0f\n\x07timeout\x18\x65 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x45xecutorConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aK\n\x0cNullableTime\x12\x11\n\thas_value\x18\x01 \x01(\x08\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aI\n\x0fProcessorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.types.v1.PluginConfig:\x02\x38\x01\"q\n\x0cPluginConfig\x12\x32\n\x06\x63onfig\x18\x01 \x03(\x0b\x32\".types.v1.PluginConfig.ConfigEntry\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe2\x01\n\tExecution\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12\r\n\x05group\x18\x05 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x64 \x01(\t\"+\n\rSetJobRequest\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\",\n\x0eSetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"$\n\x10\x44\x65leteJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\"/\n\x11\x44\x65leteJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"!\n\rGetJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\",\n\x0eGetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\">\n\x14\x45xecutionDoneRequest\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.types.v1.Execution\"6\n\x15\x45xecutionDoneResponse\x12\x0c\n\x04\x66rom\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"!\n\rRunJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\",\n\x0eRunJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"$\n\x10ToggleJobRequest\x12\x10\n\x08job_name\x18\x01 \x01(\t\"/\n\x11ToggleJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.types.v1.Job\"m\n\nRaftServer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06leader\x18\x04 \x01(\x08\x12\r\n\x05voter\x18\x05 \x01(\x08\x12\x15\n\rraft_protocol\x18\x06 \x01(\t\"T\n\x1cRaftGetConfigurationResponse\x12%\n\x07servers\x18\x01 \x03(\x0b\x32\x14.types.v1.RaftServer\x12\r\n\x05index\x18\x02 \x01(\x04\"\'\n\x19RaftRemovePeerByIDRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x1bGetActiveExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.types.v1.Execution2\x9a\x06\n\x0c\x44kronService\x12;\n\x06GetJob\x12\x17.types.v1.GetJobRequest\x1a\x18.types.v1.GetJobResponse\x12P\n\rExecutionDone\x12\x1e.types.v1.ExecutionDoneRequest\x1a\x1f.types.v1.ExecutionDoneResponse\x12\x37\n\x05Leave\x12\x16.google.protobuf.Empty\x1a\x16.google.protobuf.Empty\x12;\n\x06SetJob\x12\x17.types.v1.SetJobRequest\x1a\x18.types.v1.SetJobResponse\x12\x44\n\tDeleteJob\x12\x1a.types.v1.DeleteJobRequest\x1a\x1b.types.v1.DeleteJobResponse\x12;\n\x06RunJob\x12\x17.types.v1.RunJobRequest\x1a\x18.types.v1.RunJobResponse\x12\x44\n\tToggleJob\x12\x1a.types.v1.ToggleJobRequest\x1a\x1b.types.v1.ToggleJobResponse\x12V\n\x14RaftGetConfiguration\x12\x16.google.protobuf.Empty\x1a&.types.v1.RaftGetConfigurationResponse\x12Q\n\x12RaftRemovePeerByID\x12#.types.v1.RaftRemovePeerByIDRequest\x1a\x16.google.protobuf.Empty\x12T\n\x13GetActiveExecutions\x12\x16.google.protobuf.Empty\x1a%.types.v1.GetActiveExecutionsResponse\x12;\n\x0cSetExecution\x12\x13.types.v1.Execution\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,39 +60,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLUGINCONFIG_CONFIGENTRY']._serialized_start=1226
   _globals['_PLUGINCONFIG_CONFIGENTRY']._serialized_end=1271
   _globals['_EXECUTION']._serialized_start=1274
-  _globals['_EXECUTION']._serialized_end=1484
-  _globals['_SETJOBREQUEST']._serialized_start=1486
-  _globals['_SETJOBREQUEST']._serialized_end=1529
-  _globals['_SETJOBRESPONSE']._serialized_start=1531
-  _globals['_SETJOBRESPONSE']._serialized_end=1575
-  _globals['_DELETEJOBREQUEST']._serialized_start=1577
-  _globals['_DELETEJOBREQUEST']._serialized_end=1613
-  _globals['_DELETEJOBRESPONSE']._serialized_start=1615
-  _globals['_DELETEJOBRESPONSE']._serialized_end=1662
-  _globals['_GETJOBREQUEST']._serialized_start=1664
-  _globals['_GETJOBREQUEST']._serialized_end=1697
-  _globals['_GETJOBRESPONSE']._serialized_start=1699
-  _globals['_GETJOBRESPONSE']._serialized_end=1743
-  _globals['_EXECUTIONDONEREQUEST']._serialized_start=1745
-  _globals['_EXECUTIONDONEREQUEST']._serialized_end=1807
-  _globals['_EXECUTIONDONERESPONSE']._serialized_start=1809
-  _globals['_EXECUTIONDONERESPONSE']._serialized_end=1863
-  _globals['_RUNJOBREQUEST']._serialized_start=1865
-  _globals['_RUNJOBREQUEST']._serialized_end=1898
-  _globals['_RUNJOBRESPONSE']._serialized_start=1900
-  _globals['_RUNJOBRESPONSE']._serialized_end=1944
-  _globals['_TOGGLEJOBREQUEST']._serialized_start=1946
-  _globals['_TOGGLEJOBREQUEST']._serialized_end=1982
-  _globals['_TOGGLEJOBRESPONSE']._serialized_start=1984
-  _globals['_TOGGLEJOBRESPONSE']._serialized_end=2031
-  _globals['_RAFTSERVER']._serialized_start=2033
-  _globals['_RAFTSERVER']._serialized_end=2142
-  _globals['_RAFTGETCONFIGURATIONRESPONSE']._serialized_start=2144
-  _globals['_RAFTGETCONFIGURATIONRESPONSE']._serialized_end=2228
-  _globals['_RAFTREMOVEPEERBYIDREQUEST']._serialized_start=2230
-  _globals['_RAFTREMOVEPEERBYIDREQUEST']._serialized_end=2269
-  _globals['_GETACTIVEEXECUTIONSRESPONSE']._serialized_start=2271
-  _globals['_GETACTIVEEXECUTIONSRESPONSE']._serialized_end=2341
-  _globals['_DKRONSERVICE']._serialized_start=2344
-  _globals['_DKRONSERVICE']._serialized_end=3138
+  _globals['_EXECUTION']._serialized_end=1500
+  _globals['_SETJOBREQUEST']._serialized_start=1502
+  _globals['_SETJOBREQUEST']._serialized_end=1545
+  _globals['_SETJOBRESPONSE']._serialized_start=1547
+  _globals['_SETJOBRESPONSE']._serialized_end=1591
+  _globals['_DELETEJOBREQUEST']._serialized_start=1593
+  _globals['_DELETEJOBREQUEST']._serialized_end=1629
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1631
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1678
+  _globals['_GETJOBREQUEST']._serialized_start=1680
+  _globals['_GETJOBREQUEST']._serialized_end=1713
+  _globals['_GETJOBRESPONSE']._serialized_start=1715
+  _globals['_GETJOBRESPONSE']._serialized_end=1759
+  _globals['_EXECUTIONDONEREQUEST']._serialized_start=1761
+  _globals['_EXECUTIONDONEREQUEST']._serialized_end=1823
+  _globals['_EXECUTIONDONERESPONSE']._serialized_start=1825
+  _globals['_EXECUTIONDONERESPONSE']._serialized_end=1879
+  _globals['_RUNJOBREQUEST']._serialized_start=1881
+  _globals['_RUNJOBREQUEST']._serialized_end=1914
+  _globals['_RUNJOBRESPONSE']._serialized_start=1916
+  _globals['_RUNJOBRESPONSE']._serialized_end=1960
+  _globals['_TOGGLEJOBREQUEST']._serialized_start=1962
+  _globals['_TOGGLEJOBREQUEST']._serialized_end=1998
+  _globals['_TOGGLEJOBRESPONSE']._serialized_start=2000
+  _globals['_TOGGLEJOBRESPONSE']._serialized_end=2047
+  _globals['_RAFTSERVER']._serialized_start=2049
+  _globals['_RAFTSERVER']._serialized_end=2158
+  _globals['_RAFTGETCONFIGURATIONRESPONSE']._serialized_start=2160
+  _globals['_RAFTGETCONFIGURATIONRESPONSE']._serialized_end=2244
+  _globals['_RAFTREMOVEPEERBYIDREQUEST']._serialized_start=2246
+  _globals['_RAFTREMOVEPEERBYIDREQUEST']._serialized_end=2285
+  _globals['_GETACTIVEEXECUTIONSRESPONSE']._serialized_start=2287
+  _globals['_GETACTIVEEXECUTIONSRESPONSE']._serialized_end=2357
+  _globals['_DKRONSERVICE']._serialized_start=2360
+  _globals['_DKRONSERVICE']._serialized_end=3154
 # @@protoc_insertion_point(module_scope)

@@ -280,12 +280,17 @@ class Execution(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     job_name: _builtins.str
     success: _builtins.bool
     output: _builtins.bytes
     node_name: _builtins.str
     group: _builtins.int
     attempt: _builtins.int
+    run_id: _builtins.str
+    """Extensions: the launch this run belongs to ("<job>@<scheduled UnixNano>" for a
+    scheduled fire); a node runs each (run_id, attempt) at most once.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -301,10 +306,11 @@ class Execution(_message.Message):
         attempt: _builtins.int = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "finished_at", b"finished_at", "group", b"group", "job_name", b"job_name", "node_name", b"node_name", "output", b"output", "started_at", b"started_at", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "finished_at", b"finished_at", "group", b"group", "job_name", b"job_name", "node_name", b"node_name", "output", b"output", "run_id", b"run_id", "started_at", b"started_at", "success", b"success"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
