@@ -61,8 +61,8 @@ class ConfigError(ValueError):
 class AgentConfig:
     server: bool = False
     node_name: str = field(default_factory=socket.gethostname)
-    # Dkron binds serf to the private IP. Until the cluster milestone only the host part
-    # is used, as the address gRPC and Raft listen on; loopback keeps them private.
+    # Gossip listens here (UDP and TCP); gRPC and Raft listen on its host. Dkron binds
+    # to the private IP; loopback keeps a first single node private.
     bind_addr: str = "127.0.0.1:8946"
     advertise_addr: str = ""
     http_addr: str = ":8080"
@@ -111,6 +111,19 @@ class AgentConfig:
         return _split_host_port(self.bind_addr, "bind-addr")[0] or "0.0.0.0"
 
     @property
+    def gossip_port(self) -> int:
+        port = _split_host_port(self.bind_addr, "bind-addr")[1]
+        return 8946 if port is None else port
+
+    @property
+    def advertise_host(self) -> str:
+        return (
+            _split_host_port(self.advertise_addr, "advertise-addr")[0]
+            if self.advertise_addr
+            else ""
+        )
+
+    @property
     def http_host(self) -> str:
         return _split_host_port(self.http_addr, "http-addr")[0]
 
@@ -143,6 +156,13 @@ class AgentConfig:
             tags=dict(self.tags),
             bootstrap_expect=self.bootstrap_expect,
             encrypt=self.encrypt or None,
+            server=self.server,
+            gossip_port=self.gossip_port,
+            advertise_host=self.advertise_host,
+            join=tuple(self.join),
+            retry_join=tuple(self.retry_join),
+            retry_interval=self.retry_interval,
+            retry_max=self.retry_max,
             max_history=self.max_history,
             output_limit=self.output_limit,
             plugins=RuntimeSettings(plugin_dir=self.plugin_dir, output_limit=self.output_limit),

@@ -368,7 +368,7 @@ async def create_or_update(request: web.Request) -> web.StreamResponse:
         return _text(500, str(exc))
     if "runoncreate" in request.query:
         try:
-            server.run_job(job.name)
+            await server.run_job(job.name)
         except StoreError as exc:
             log.warning("runoncreate of %r did not start: %s", job.name, exc)
     # The echo is the request as parsed, not the stored job (Dkron's behaviour).
@@ -462,9 +462,11 @@ async def run_job(request: web.Request) -> web.StreamResponse:
         # Dkron's scheduler has no entry for a disabled job, so its manual run is a 404.
         return _text(404, f"job {job.name!r} is disabled; enable it before running it")
     try:
-        job = server.run_job(job.name)
+        job = await server.run_job(job.name)
     except NotFound:
         return _text(404, f"job {job.name!r} not found")
+    except StoreError as exc:
+        return _text(500, str(exc))
     # Dkron sets 202 but gin sends 200; clients see 200, so this does too.
     return _json(request, job_to_json(job), headers={"Location": request.raw_path})
 

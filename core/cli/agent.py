@@ -61,11 +61,11 @@ def agent(
         str | None, _str_option("--http-addr", "Where the REST API listens (:8080).", "ADDR")
     ] = None,
     join: Annotated[
-        list[str] | None, _str_option("--join", "Address of a node to join (cluster milestone).")
+        list[str] | None, _str_option("--join", "Gossip address (host:port) of a node to join.")
     ] = None,
     retry_join: Annotated[
         list[str] | None,
-        _str_option("--retry-join", "Address to join, retrying (cluster milestone)."),
+        _str_option("--retry-join", "Gossip address to join, retried in the background."),
     ] = None,
     retry_interval: Annotated[
         str | None, _str_option("--retry-interval", "Time between join attempts (30s).", "DURATION")
@@ -86,7 +86,7 @@ def agent(
     ] = None,
     bootstrap_expect: Annotated[
         str | None,
-        _str_option("--bootstrap-expect", "Servers expected in the cluster (1 for now).", "N"),
+        _str_option("--bootstrap-expect", "Servers that form the cluster (1: a single node).", "N"),
     ] = None,
     data_dir: Annotated[
         str | None, _str_option("--data-dir", "Where Raft keeps its data (dkron.data).", "DIR")
@@ -221,7 +221,7 @@ def agent(
     }
     try:
         settings = load_config(flags, config_file=config)
-        check_single_node(settings)
+        check_cluster_settings(settings)
     except ConfigError as exc:
         _fail(str(exc), 2)
     _configure_logging(settings)
@@ -237,27 +237,25 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def check_single_node(config: AgentConfig) -> None:
-    """Refuse what needs the cluster milestone, with a line saying so."""
-    if not config.server:
-        raise ConfigError(
-            "agent-only mode (without --server) comes with the cluster milestone; "
-            "run a single node with --server --bootstrap-expect 1"
-        )
-    if config.join or config.retry_join:
-        raise ConfigError(
-            "joining a cluster (--join, --retry-join) comes with the cluster milestone"
-        )
+def check_cluster_settings(config: AgentConfig) -> None:
+    """Refuse settings that cannot form a working node, with a line saying why."""
     expect = config.bootstrap_expect
-    if expect != 1 and not (config.dev and expect == 0):
+    if not config.server and expect:
+        raise ConfigError("--bootstrap-expect only applies to servers (add --server)")
+    if config.server and expect == 0 and not config.dev and not (config.join or config.retry_join):
         raise ConfigError(
-            f"--bootstrap-expect {expect}: cluster formation arrives with the cluster milestone; "
-            "this release runs one server (--bootstrap-expect 1)"
+            "a server needs --bootstrap-expect N to form a cluster, or --join/--retry-join "
+            "to join one (a single node: --server --bootstrap-expect 1)"
         )
+    if not config.server and not (config.join or config.retry_join):
+        raise ConfigError("an agent (no --server) needs --join or --retry-join to find servers")
     ports = {
         "rpc-port": config.rpc_port,
         "raft-port": config.effective_raft_port,
+        "bind-addr port": config.gossip_port,
     }
+    if not config.server:
+        del ports["raft-port"]
     if config.http_host in ("", "0.0.0.0", config.bind_host):
         ports["http-addr port"] = config.http_port
     seen: dict[int, str] = {}
@@ -294,9 +292,17 @@ def preflight(config: AgentConfig) -> None:
             raise AgentStartError(
                 f"data dir {config.data_dir} is not writable: {exc.strerror or exc}"
             ) from None
-    _probe_port("http-addr", config.http_host, config.http_port)
+    if config.server:
+        _probe_port("http-addr", config.http_host, config.http_port)
+        _probe_port("raft-port", config.bind_host, config.effective_raft_port)
     _probe_port("rpc-port", config.bind_host, config.rpc_port)
-    _probe_port("raft-port", config.bind_host, config.effective_raft_port)
+    _probe_port("bind-addr", config.bind_host, config.gossip_port)
+    if not config.encrypt and config.bind_host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "bound to %s without --encrypt: gossip and Raft traffic is neither encrypted "
+            "nor authenticated (generate a key with `dkronctl keygen`)",
+            config.bind_host,
+        )
 
 
 def _probe_port(what: str, host: str, port: int) -> None:
@@ -340,12 +346,19 @@ async def run_agent(config: AgentConfig) -> int:
     def request_stop() -> None:
         stop.set()
 
-    try:
-        runner = await serve_api(server, config.http_host, config.http_port, on_leave=request_stop)
-    except OSError as exc:
-        await server.stop(0)
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise AgentStartError(f"cannot listen on http-addr {config.http_addr}: {reason}") from None
+    server.on_leave = request_stop
+    runner = None
+    if config.server:  # a plain agent serves no API, as in Dkron
+        try:
+            runner = await serve_api(
+                server, config.http_host, config.http_port, on_leave=request_stop
+            )
+        except OSError as exc:
+            await server.stop(0)
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise AgentStartError(
+                f"cannot listen on http-addr {config.http_addr}: {reason}"
+            ) from None
 
     first_signal: float | None = None
 
@@ -372,7 +385,7 @@ async def run_agent(config: AgentConfig) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number)
 
-    typer.echo(_startup_line(config, server, runner.addresses))
+    typer.echo(_startup_line(config, server, runner.addresses if runner is not None else []))
     await stop.wait()
 
     code = 0
@@ -388,8 +401,9 @@ async def run_agent(config: AgentConfig) -> int:
             await asyncio.wait_for(server.stop(0), _FORCED_STOP_TIMEOUT)
         code = 1
     forced.cancel()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(runner.cleanup(), _API_STOP_TIMEOUT)
+    if runner is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runner.cleanup(), _API_STOP_TIMEOUT)
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(number)
     if code == 0:
@@ -409,8 +423,14 @@ def _startup_line(config: AgentConfig, server: DkronServer, addresses: list[obje
     elif ":" in host:
         host = f"[{host}]"
     data = "in memory (--dev)" if config.dev else str(Path(config.data_dir).resolve())
+    gossip = server.gossip.address if server.gossip is not None else config.bind_addr
+    if not config.server:
+        return (
+            f"dkron-py agent {config.node_name!r} (agent, pid {os.getpid()}): "
+            f"rpc {server.rpc_address}  gossip {gossip}"
+        )
     return (
         f"dkron-py agent {config.node_name!r} (server, pid {os.getpid()}): "
         f"API http://{host}:{port}/  data dir {data}  rpc {server.rpc_address}  "
-        f"raft {config.bind_host}:{config.effective_raft_port}"
+        f"raft {server.raft_address}  gossip {gossip}"
     )

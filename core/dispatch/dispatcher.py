@@ -12,20 +12,21 @@ import asyncio
 import dataclasses
 import logging
 import math
+import random
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import grpc.aio
 
 from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
 from core.dispatch.live import LiveOutputs
-from core.jobs.model import STATUS_SUCCESS, Execution, Job, unix_nano
+from core.jobs.model import MISFIRE_RUN_ONCE, STATUS_SUCCESS, Execution, Job, unix_nano
 from core.notify.notifier import Notifier
 from core.plugins.runtime import PluginRuntime
-from core.store.commands import DeleteJob, FinishExecution, StartExecution
+from core.store.commands import CloseLaunches, DeleteJob, FinishExecution, StartExecution
 from core.store.raft import RaftStore, ReplicationError
-from core.store.state import StartResult, StoreError
+from core.store.state import AlreadyFinished, NotFound, StartResult, StoreError
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
 from plugin_sdk.models import Execution as SdkExecution
 
@@ -38,27 +39,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# A broken agent-run stream is re-attached for this long before the run is failed:
+# the node may be restarting its gRPC server, or the leader's connection flapped.
+_REATTACH_WINDOW = 3.0
+_REATTACH_PAUSE = 0.25
+# Launches recorded by a previous leader but never dispatched still run when a new
+# leader finds them this late at most (or within the job's misfire grace if longer).
+_REDISPATCH_GRACE = timedelta(seconds=60)
+
+
 class Dispatcher:
     def __init__(
         self,
         store: RaftStore,
         runtime: PluginRuntime,
         node_name: str,
-        agent_address: Callable[[str], str],
+        agent_address: Callable[[str], str | None],
         live: LiveOutputs,
         notifier: Notifier | None = None,
+        *,
+        targets: Callable[[Job], list[str]] | None = None,
+        term: Callable[[], int] = lambda: 0,
     ) -> None:
         self._store = store
         self._runtime = runtime
         self._node_name = node_name
         self._agent_address = agent_address
+        self._targets = targets or (lambda _job: [node_name])
+        self._term = term
         self.live = live
         self._notifier = notifier
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _stub(self, node: str) -> agent_pb2_grpc.AgentServiceStub:
-        address = self._agent_address(node)
+    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address)
@@ -95,6 +109,14 @@ class Dispatcher:
         """Start a run in the background; returns at once."""
         self._spawn(self._launch(job_name, scheduled_at, run_id, manual), f"launch-{job_name}")
 
+    async def _close(self, run_id: str) -> None:
+        if not run_id:
+            return
+        try:
+            await self._store.apply(CloseLaunches((run_id,)))
+        except (ReplicationError, StoreError) as exc:
+            log.warning("launch %s not closed: %s", run_id, exc)
+
     async def _launch(
         self, job_name: str, scheduled_at: datetime | None, run_id: str, manual: bool
     ) -> None:
@@ -106,79 +128,243 @@ class Dispatcher:
         reason = self.runnable(job, now, manual)
         if reason:
             log.info("not running %r: %s", job_name, reason)
+            await self._close(run_id)
             return
-        execution = Execution(
-            job_name=job.name,
-            group=unix_nano(now),
-            attempt=1,
-            scheduled_at=scheduled_at,
-            run_id=run_id,
+        group = unix_nano(now)
+        # Every run has a run id: agents run each (run id, attempt) once, and a new
+        # leader can ask them about it.
+        run_id = run_id or f"{job.name}@manual-{group}"
+        base = Execution(
+            job_name=job.name, group=group, attempt=1, scheduled_at=scheduled_at, run_id=run_id
         )
-        await self._attempt(job, execution, self._node_name)
+        nodes = self._targets(job)
+        if not nodes:
+            await self._no_targets(job, base)
+            return
+        started: list[tuple[Execution, str]] = []
+        for index, node in enumerate(nodes):
+            execution = await self._start(job, base, node, check_forbid=index == 0)
+            if execution is None:
+                if index == 0:
+                    await self._close(run_id)
+                    return
+                continue
+            started.append((execution, node))
+        await asyncio.gather(*(self._run(job, e, node) for e, node in started))
+
+    async def _no_targets(self, job: Job, base: Execution) -> None:
+        # Dkron only logs this; an execution makes it visible in the API and the UI.
+        now = _now()
+        message = f"no target nodes found to run job {job.name}"
+        log.warning("%s (tags %s)", message, job.tags or {})
+        failed = dataclasses.replace(
+            base,
+            node_name=self._node_name,
+            started_at=now,
+            finished_at=now,
+            success=False,
+            output=f"{message}\n".encode(),
+        )
+        try:
+            await self._store.apply(FinishExecution(failed))
+        except (ReplicationError, StoreError) as exc:
+            log.error("cannot record that %r had no target: %s", job.name, exc)
+            return
+        await self._notify_post(job, failed)
 
     # -- one attempt -----------------------------------------------------------------------
 
-    async def _attempt(self, job: Job, execution: Execution, node: str) -> None:
+    async def _start(
+        self, job: Job, execution: Execution, node: str, *, check_forbid: bool
+    ) -> Execution | None:
         execution = dataclasses.replace(execution, started_at=_now(), node_name=node)
         try:
             started: StartResult = await self._store.apply(
-                StartExecution(execution, check_forbid=execution.attempt == 1)
+                StartExecution(execution, check_forbid=check_forbid, term=self._term())
             )
         except (ReplicationError, StoreError) as exc:
             log.error("cannot record the start of %r: %s", job.name, exc)
-            return
+            return None
         if not started.accepted:
             log.info("not running %r: %s", job.name, started.reason)
-            return
-        await self._notify_pre(job, execution)
+            return None
+        return execution
+
+    async def _attempt(self, job: Job, execution: Execution, node: str) -> None:
+        started = await self._start(job, execution, node, check_forbid=execution.attempt == 1)
+        if started is not None:
+            await self._run(job, started, node)
+
+    async def _run(self, job: Job, execution: Execution, node: str, adopt: bool = False) -> None:
+        if not adopt:
+            await self._notify_pre(job, execution)
         key = execution.id
         self.live.begin(key)
         try:
-            finished = await self._stream(job, execution, node)
+            finished = await self._stream(job, execution, node, adopt=adopt)
         finally:
             self.live.end(key)
-        await self._finish(job, finished)
+        if finished is not None:
+            await self._finish(job, finished)
 
-    async def _stream(self, job: Job, execution: Execution, node: str) -> Execution:
-        request = agent_pb2.AgentRunRequest(
-            job=job_to_proto(job), execution=execution_to_proto(execution)
-        )
-        last = execution
-        try:
-            async for message in self._stub(node).AgentRun(request):
-                update = execution_from_proto(message.execution)
-                if update.finished_at is None:
-                    if update.output:
-                        self.live.append(execution.id, update.output)
-                    continue
-                last = dataclasses.replace(
+    async def _stream(
+        self, job: Job, execution: Execution, node: str, *, adopt: bool
+    ) -> Execution | None:
+        """The node's final result, or a failed execution saying why there is none.
+
+        None when this server stopped leading first: the new leader adopts the run."""
+        loop = asyncio.get_running_loop()
+        broken_since: float | None = None
+        received = 0  # output bytes seen, so a re-attached stream's replay is not doubled
+        last_error = ""
+        while True:
+            if not self._store.is_leader:
+                return None
+            address = self._agent_address(node)
+            if address is None:
+                error = f"node {node} is not an alive member of the cluster"
+            else:
+                request = agent_pb2.AgentRunRequest(
+                    job=job_to_proto(job),
+                    execution=execution_to_proto(execution),
+                    term=self._term(),
+                    adopt_only=adopt or broken_since is not None,
+                )
+                try:
+                    final, received = await self._receive(address, request, execution, received)
+                    if final is not None:
+                        return final
+                    error = "agent-run stream ended without a final result"
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    detail = exc.details() or code.name
+                    if code == grpc.StatusCode.NOT_FOUND and request.adopt_only:
+                        return self._failed(
+                            execution,
+                            f"execution lost: node {node} has no record of it (the node "
+                            "restarted, or the run never reached it)",
+                        )
+                    if code in (
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                    ):
+                        return self._failed(execution, detail)
+                    error = (
+                        "grpc: Error on execution streaming, agent connection was abruptly "
+                        f"terminated: {detail}"
+                    )
+            last_error = error
+            now = loop.time()
+            if broken_since is None:
+                broken_since = now
+            if now - broken_since > _REATTACH_WINDOW:
+                return self._failed(
+                    execution, f"{last_error} (node {node} unreachable for {_REATTACH_WINDOW:g}s)"
+                )
+            await asyncio.sleep(_REATTACH_PAUSE)
+
+    async def _receive(
+        self,
+        address: str,
+        request: agent_pb2.AgentRunRequest,
+        execution: Execution,
+        received: int,
+    ) -> tuple[Execution | None, int]:
+        async for message in self._stub(address).AgentRun(request):
+            update = execution_from_proto(message.execution)
+            if update.finished_at is None:
+                chunk = update.output
+                if chunk and request.adopt_only and received and len(chunk) >= received:
+                    # The first message after re-attaching replays everything so far.
+                    chunk, request.adopt_only = chunk[received:], False
+                if chunk:
+                    self.live.append(execution.id, chunk)
+                    received += len(chunk)
+                continue
+            return (
+                dataclasses.replace(
                     execution,
                     success=update.success,
                     output=update.output,
                     finished_at=update.finished_at,
-                )
-        except grpc.aio.AioRpcError as exc:
-            detail = exc.details() or exc.code().name
-            partial = self.live.partial(execution.id) or b""
-            return dataclasses.replace(
-                execution,
-                success=False,
-                finished_at=_now(),
-                output=(
-                    "grpc: Error on execution streaming, agent connection was abruptly "
-                    f"terminated: {detail}\n"
-                ).encode()
-                + partial,
+                ),
+                received,
             )
-        if last.finished_at is None:
-            return dataclasses.replace(
-                execution,
-                success=False,
-                finished_at=_now(),
-                output=b"agent-run stream ended without a final result\n"
-                + (self.live.partial(execution.id) or b""),
+        return None, received
+
+    def _failed(self, execution: Execution, message: str) -> Execution:
+        partial = self.live.partial(execution.id) or b""
+        return dataclasses.replace(
+            execution,
+            success=False,
+            finished_at=_now(),
+            output=f"{message}\n".encode() + partial,
+        )
+
+    # -- leader change and fallback reports --------------------------------------------------
+
+    def reconcile(self) -> None:
+        """A new leader's catch-up: adopt runs recorded as started, dispatch launches
+        recorded but never started (they cannot have reached any node: a node only
+        gets a run after its start is committed)."""
+        state = self._store.state
+        running = state.running_executions()
+        started = {e.run_id for e in running if e.run_id}
+        for execution in running:
+            self._spawn(self._adopt(execution), f"adopt-{execution.job_name}")
+        now = _now()
+        stale: list[str] = []
+        for launch in list(state.launches.values()):
+            if launch.run_id in started:
+                continue
+            job = state.get_job(launch.job_name)
+            if job is None:
+                continue
+            grace_ns = job.misfire_grace_ns()
+            grace = _REDISPATCH_GRACE
+            if grace_ns is not None and job.misfire_policy == MISFIRE_RUN_ONCE:
+                grace = max(grace, timedelta(microseconds=grace_ns // 1000))
+            if grace_ns is None and job.misfire_policy == MISFIRE_RUN_ONCE:
+                grace = timedelta.max
+            if now - launch.scheduled_at > grace:
+                log.warning("launch %s was never dispatched and is too late now", launch.run_id)
+                stale.append(launch.run_id)
+                continue
+            log.info("dispatching launch %s recorded by a previous leader", launch.run_id)
+            self.launch(launch.job_name, scheduled_at=launch.scheduled_at, run_id=launch.run_id)
+        if stale:
+            self._spawn(self._close_many(tuple(stale)), "close-stale-launches")
+
+    async def _close_many(self, run_ids: tuple[str, ...]) -> None:
+        try:
+            await self._store.apply(CloseLaunches(run_ids))
+        except (ReplicationError, StoreError) as exc:
+            log.warning("stale launches not closed: %s", exc)
+
+    async def _adopt(self, execution: Execution) -> None:
+        job = self._store.state.get_job(execution.job_name)
+        if job is None:
+            return
+        await self._run(job, execution, execution.node_name, adopt=True)
+
+    async def report_done(self, reported: Execution) -> str:
+        """A node's fallback report of a finished run (Dkron's ExecutionDone)."""
+        state = self._store.state
+        job = state.get_job(reported.job_name)
+        if job is None:
+            raise NotFound("grpc: Received execution done for a deleted job")
+        stored = state.get_execution(reported.job_name, reported.id)
+        if stored is not None:
+            if stored.finished_at is not None:
+                return "saved"  # the stream (or an earlier report) got there first
+            reported = dataclasses.replace(
+                stored,
+                success=reported.success,
+                output=reported.output,
+                finished_at=reported.finished_at or _now(),
             )
-        return last
+        await self._finish(job, reported)
+        return "saved"
 
     async def _finish(self, job: Job, execution: Execution) -> None:
         current = self._store.state.get_job(job.name) or job
@@ -194,9 +380,13 @@ class Dispatcher:
             )
         try:
             stored_job, status = await self._store.apply(FinishExecution(execution))
-        except StoreError as exc:
+        except AlreadyFinished:
+            return  # reported twice (stream and fallback): the first report did the rest
+        except (StoreError, ReplicationError) as exc:
             log.warning("execution of %r finished but was not stored: %s", job.name, exc)
             return
+        if not self._store.is_leader:
+            return  # retries and children belong to the leader that adopts the run
         if not execution.success and execution.attempt < current.retries + 1:
             delay = _retry_delay(current, execution)
             log.info("retrying %r (attempt %d) in %.1fs", job.name, execution.attempt + 1, delay)
@@ -210,8 +400,14 @@ class Dispatcher:
                 processor_errors=[],
             )
             latest = self._store.state.get_job(job.name)
-            if latest is not None:
-                await self._attempt(latest, retry, execution.node_name)
+            if latest is None:
+                return
+            node = execution.node_name
+            if latest.retry_any_node:
+                fresh = self._targets(latest)
+                if fresh:
+                    node = random.choice(fresh)
+            await self._attempt(latest, retry, node)
             return
         await self._notify_post(stored_job, execution)
         if status != STATUS_SUCCESS:

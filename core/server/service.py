@@ -7,11 +7,11 @@ agent-run service -> plugin -> FinishExecution -> state machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import socket
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,27 +19,31 @@ from typing import Any
 
 import grpc.aio
 
+from core.agent.convert import execution_to_proto
 from core.agent.service import AgentRunService
 from core.cron import ScheduleError, parse_schedule
 from core.dispatch.dispatcher import Dispatcher
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import Execution, Job, unix_nano
+from core.membership import Gossip, MemberInfo, member_json, select_targets
 from core.notify import NotifyConfig
 from core.notify.notifier import Notifier
 from core.plugins.runtime import PluginRuntime, RuntimeSettings
 from core.scheduler.scheduler import Fire, Scheduler, next_fire
+from core.server.cluster import ClusterView, form_raft_group, reconcile_peers
+from core.server.rpc import DkronRpcService
 from core.store.commands import (
+    Barrier,
     DeleteExecutions,
     DeleteJob,
-    FinishExecution,
     Launch,
     RecordLaunches,
     SetJob,
     SetNext,
 )
-from core.store.raft import RaftConfig, RaftStore
-from core.store.state import DEFAULT_MAX_HISTORY, JobQuery, NotFound, StoreState
-from dkron_pb.types.v1 import agent_pb2_grpc
+from core.store.raft import RaftConfig, RaftStore, ReplicationError
+from core.store.state import DEFAULT_MAX_HISTORY, JobQuery, NotFound, StoreError, StoreState
+from dkron_pb.types.v1 import agent_pb2_grpc, dkron_pb2, dkron_pb2_grpc
 
 __all__ = ["VERSION", "DkronServer", "ServerConfig"]
 
@@ -72,65 +76,185 @@ class ServerConfig:
     output_limit: int = 256_000
     plugins: RuntimeSettings = field(default_factory=RuntimeSettings)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    server: bool = True  # False: an agent that only runs jobs (no Raft, no API)
+    gossip_port: int = 0  # 0: any free port (tests); the CLI passes --bind-addr's
+    advertise_host: str = ""  # the address others reach this node on ("" = bind_host)
+    join: tuple[str, ...] = ()
+    retry_join: tuple[str, ...] = ()
+    retry_interval: float = 30.0
+    retry_max: int = 0
+    # Gossip failure detection; a failed node stops being a target after about
+    # 2 * ping_interval + suspect_timeout.
+    gossip_ping_interval: float = 0.5
+    gossip_suspect_timeout: float = 3.0
+
+
+def _free_port(host: str) -> int:
+    """A port free for both UDP and TCP (gossip uses both on one port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+            return port
 
 
 class DkronServer:
+    """A server (``config.server``) or a plain agent: gossip, the agent-run service,
+    and on servers Raft, the scheduler (when leading) and the dispatcher."""
+
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.paused = False  # node-local, like Dkron's
         self.live = LiveOutputs(config.output_limit)
         self.runtime = PluginRuntime(config.plugins)
         state = StoreState(max_history=config.max_history, output_limit=config.output_limit)
+        self.advertise_host = config.advertise_host or _advertise(config.bind_host)
+        self.raft_address = f"{self.advertise_host}:{config.raft_port}"
         self.store = RaftStore(
             RaftConfig(
-                bind=f"{config.bind_host}:{config.raft_port}",
-                data_dir=config.data_dir,
+                bind=self.raft_address,
+                listen=f"{config.bind_host}:{config.raft_port}",
+                data_dir=config.data_dir if config.server else None,
                 password=config.encrypt,
             ),
             state,
         )
         self.scheduler = Scheduler(self._on_fire)
-        self.agent = AgentRunService(self.runtime, config.node_name)
+        agent_state = Path(config.data_dir) / "agent" if config.data_dir is not None else None
+        # A finished result is kept (for a new leader to collect) for an hour, at most
+        # 1000 of them: up to 1000 x output_limit bytes in the worst case.
+        self.agent = AgentRunService(
+            self.runtime,
+            config.node_name,
+            state_dir=agent_state,
+            report_done=self._report_done,
+            max_results=1000,
+        )
         self.notifier = Notifier(config.notify, config.node_name)
+        self._leader_term = 0
         self.dispatcher = Dispatcher(
             self.store,
             self.runtime,
             config.node_name,
-            agent_address=lambda _node: self.rpc_address,
+            agent_address=self._agent_address,
             live=self.live,
             notifier=self.notifier,
+            targets=self._target_names,
+            term=lambda: self._leader_term,
         )
         self._grpc: grpc.aio.Server | None = None
         self._background: set[asyncio.Future[None]] = set()
-        self.rpc_address = f"{config.bind_host}:{config.rpc_port}"
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.rpc_address = f"{self.advertise_host}:{config.rpc_port}"
         self.started_at = datetime.now(UTC)
+        self.gossip: Gossip | None = None
+        self.view: ClusterView | None = None
+        self.on_leave: Callable[[], None] | None = None
+        self._left = False
         state.job_listeners.append(self._job_changed)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        config = self.config
         await self.runtime.start()
         self._grpc = grpc.aio.server(options=_AGENT_SERVER_OPTIONS)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent, self._grpc)
-        port = self._grpc.add_insecure_port(self.rpc_address)
-        self.rpc_address = f"{self.config.bind_host}:{port}"
+        if config.server:
+            dkron_pb2_grpc.add_DkronServiceServicer_to_server(DkronRpcService(self), self._grpc)
+        port = self._grpc.add_insecure_port(f"{config.bind_host}:{config.rpc_port}")
+        self.rpc_address = f"{self.advertise_host}:{port}"
         await self._grpc.start()
+
+        gossip_port = config.gossip_port or _free_port(config.bind_host)
+        self.gossip = Gossip(
+            node_name=config.node_name,
+            bind_host=config.bind_host,
+            bind_port=gossip_port,
+            advertise_host=self.advertise_host,
+            tags=self.tags(),
+            secret=config.encrypt,
+            ping_interval=config.gossip_ping_interval,
+            suspect_timeout=config.gossip_suspect_timeout,
+        )
+        await self.gossip.start()
+        self.view = ClusterView(self.gossip, config.region)
+        if config.join:
+            self.gossip.join(config.join)
+        if config.retry_join:
+            self._spawn(
+                self._retry_join(config.retry_join, config.retry_interval, config.retry_max)
+            )
+
+        if not config.server:
+            return
         self.store.on_leadership(self._leadership_changed)
-        await self.store.start()
+        formation = form_raft_group(
+            self.store, self.view, config.bootstrap_expect, self.raft_address
+        )
+        if self.store.saved_peers() is not None or config.bootstrap_expect <= 1:
+            await formation  # immediate: no one to wait for
+        else:
+            self._spawn(formation)
+        self._spawn(self._maintain())
         if self.store.is_leader and not self.scheduler.running:
             await self._become_leader()
 
-    def _leadership_changed(self, leader: bool) -> None:
-        work = self._become_leader() if leader else self.scheduler.stop()
+    async def _retry_join(self, addresses: tuple[str, ...], interval: float, attempts: int) -> None:
+        assert self.gossip is not None
+        if not await self.gossip.retry_join(addresses, interval, attempts):
+            log.error("retry-join: none of %s answered; giving up", ", ".join(addresses))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _maintain(self) -> None:
+        """Keep Raft's configuration in step with gossip (leader) and the saved peers
+        current (every server)."""
+        assert self.view is not None
+        rounds = 0
+        while True:
+            await asyncio.sleep(0.5)
+            rounds += 1
+            try:
+                if self.store.started:
+                    await reconcile_peers(self.store, self.view)
+                    if rounds % 10 == 0:
+                        self.store.refresh_saved_peers()
+            except Exception:
+                log.exception("cluster maintenance failed")
+
+    def _leadership_changed(self, leader: bool) -> None:
+        if leader:
+            self._spawn(self._become_leader())
+        else:
+            # _leader_term keeps the old term: anything still in flight carries it and
+            # is refused by the log and by nodes that have seen the new leader.
+            self._spawn(self.scheduler.stop())
+
     async def _become_leader(self) -> None:
         if self.scheduler.running:
             return
+        term = self.store.term
+        try:
+            # Everything committed before this term is applied once the barrier is.
+            await self.store.apply(Barrier(term))
+        except (ReplicationError, StoreError) as exc:
+            log.warning("leadership not established: %s", exc)
+            return
+        if not self.store.is_leader or self.store.term != term or self.scheduler.running:
+            return
+        self._leader_term = term
+        log.info("leading the cluster (raft term %d)", term)
         state = self.store.state
-        await self._fail_lost_executions()
+        self.dispatcher.reconcile()
         owed = self.scheduler.load(list(state.jobs.values()), dict(state.last_fire))
         self.scheduler.start()
         if owed:
@@ -138,35 +262,122 @@ class DkronServer:
             await self._on_fire(owed)
         await self._publish_next(list(state.jobs))
 
-    async def _fail_lost_executions(self) -> None:
-        # Runs recorded as started by a previous process can never report back; left
-        # "running" they would block forbid jobs forever (Dkron #1939).
-        for execution in self.store.state.running_executions():
-            if execution.id in self.agent.active:
-                continue
-            lost = dataclasses.replace(
-                execution,
-                success=False,
-                finished_at=datetime.now(UTC),
-                output=b"execution lost: the server restarted while it was running\n"
-                + execution.output,
-            )
-            try:
-                await self.store.apply(FinishExecution(lost))
-            except NotFound:
-                continue
-
-    async def stop(self, drain_timeout: float = 30.0) -> None:
-        """Stop scheduling, let runs in flight finish (up to ``drain_timeout``), shut down."""
+    async def stop(self, drain_timeout: float = 30.0, *, leave: bool = True) -> None:
+        """Stop scheduling, leave the cluster, let runs in flight finish (up to
+        ``drain_timeout``), shut down."""
         await self.scheduler.stop()
+        if leave:
+            await self._leave()
         if not await self.dispatcher.drain(drain_timeout):
             log.warning("stopping with executions still running")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(drain_timeout, 0.0)):
+                await self.agent.idle.wait()
         await self.dispatcher.close()
         await self.notifier.close(timeout=min(drain_timeout, 5.0))
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.agent.close(grace=min(drain_timeout, 2.0))
         if self._grpc is not None:
             await self._grpc.stop(1.0)
         await self.runtime.close()
         await self.store.close()
+        if self.gossip is not None:
+            await self.gossip.close()
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    async def _leave(self) -> None:
+        """Graceful leave: hand leadership over, then tell the cluster we left (the
+        leader removes a departed server from Raft)."""
+        if self._left:
+            return
+        self._left = True
+        loop = asyncio.get_running_loop()
+        if self.store.is_leader and len(self.store.raft_peers()) > 1:
+            self.store.transfer_leadership()
+            deadline = loop.time() + 2.0
+            while self.store.is_leader and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        if self.gossip is not None:
+            with contextlib.suppress(Exception):
+                await self.gossip.leave()
+
+    def request_leave(self) -> None:
+        """Dkron's gRPC Leave: stop this node as POST /v1/leave does."""
+        if self.on_leave is not None:
+            self.on_leave()
+
+    # -- cluster lookups -------------------------------------------------------------------
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address)
+            self._channels[address] = channel
+        return channel
+
+    def _agent_address(self, node: str) -> str | None:
+        if node == self.config.node_name:
+            return self.rpc_address
+        return None if self.view is None else self.view.rpc_address(node)
+
+    def _target_names(self, job: Job) -> list[str]:
+        if self.view is None:
+            return [self.config.node_name]
+        chosen = select_targets(self.view.members(), job.tags, self.config.region)
+        return [m.name for m in chosen]
+
+    def leader_rpc_address(self) -> str | None:
+        if self.store.is_leader:
+            return self.rpc_address
+        if self.view is None:
+            return None
+        member = self.view.by_raft_address(self.store.leader)
+        if member is None:
+            return None
+        return str(member.tags.get("rpc_addr", "")) or None
+
+    def node_name_of_raft_address(self, address: str) -> str:
+        if address == self.raft_address:
+            return self.config.node_name
+        member = None if self.view is None else self.view.by_raft_address(address)
+        return address if member is None else member.name
+
+    def raft_address_of(self, id_or_address: str) -> str | None:
+        if id_or_address == self.config.node_name:
+            return self.raft_address
+        if self.view is not None:
+            member = self.view.by_name(id_or_address)
+            if member is not None and member.tags.get("raft_addr"):
+                return member.tags["raft_addr"]
+        if id_or_address in self.store.raft_peers():
+            return id_or_address
+        return None
+
+    async def _report_done(self, execution: Execution) -> bool:
+        """The agent's fallback when no leader stream took a final result: Dkron's
+        ExecutionDone on any server (a follower forwards it to the leader)."""
+        if self.view is None:
+            return False
+        addresses = [m.tags["rpc_addr"] for m in self.view.servers() if m.tags.get("rpc_addr")]
+        leader = self.leader_rpc_address() if self.config.server else None
+        if leader in addresses:
+            addresses.remove(leader)
+            addresses.insert(0, leader)
+        request = dkron_pb2.ExecutionDoneRequest(execution=execution_to_proto(execution))
+        for address in addresses:
+            stub = dkron_pb2_grpc.DkronServiceStub(self.channel(address))
+            try:
+                await stub.ExecutionDone(request, timeout=5.0)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return True  # the job is gone: nothing left to record
+                continue
+            return True
+        return False
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -179,6 +390,8 @@ class DkronServer:
             self.scheduler.set_job(job, self.store.state.last_fire.get(name))
 
     async def _on_fire(self, fires: list[Fire]) -> None:
+        if not self.store.is_leader or self.store.term != self._leader_term:
+            return  # deposed: the new leader fires these (and the log would refuse them)
         now = datetime.now(UTC)
         launches = tuple(
             Launch(
@@ -186,7 +399,7 @@ class DkronServer:
                 job_name=fire.job_name,
                 scheduled_at=fire.scheduled_at,
                 group=unix_nano(now),
-                term=self.store.term,
+                term=self._leader_term,
             )
             for fire in fires
         )
@@ -237,12 +450,26 @@ class DkronServer:
             raise NotFound("job not found")
         return await self.set_job(dataclasses.replace(job, disabled=not job.disabled))
 
-    def run_job(self, name: str) -> Job:
-        """Start a manual run and return at once (Dkron holds the request open)."""
+    async def run_job(self, name: str) -> Job:
+        """Start a manual run and return at once (Dkron holds the request open).
+
+        Only the leader dispatches; a follower forwards the request to it."""
         job = self.get_job(name)
         if job is None:
             raise NotFound("job not found")
-        self.dispatcher.launch(name, manual=True)
+        if self.store.is_leader:
+            self.dispatcher.launch(name, manual=True)
+            return job
+        address = self.leader_rpc_address()
+        if address is None:
+            raise StoreError("no raft leader to run the job")
+        stub = dkron_pb2_grpc.DkronServiceStub(self.channel(address))
+        try:
+            await stub.RunJob(dkron_pb2.RunJobRequest(job_name=name), timeout=10.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("job not found") from None
+            raise StoreError(f"the leader did not run the job: {exc.details()}") from None
         return job
 
     async def delete_executions(self, name: str) -> Job:
@@ -312,38 +539,47 @@ class DkronServer:
                 "role": "dkron",
                 "dc": self.config.datacenter,
                 "region": self.config.region,
-                "server": "true",
+                "server": "true" if self.config.server else "false",
                 "version": VERSION,
                 "rpc_addr": self.rpc_address,
                 "port": self.rpc_address.rsplit(":", 1)[1],
-                "expect": str(self.config.bootstrap_expect),
             }
         )
+        if self.config.server:
+            tags["expect"] = str(self.config.bootstrap_expect)
+            tags["raft_addr"] = self.raft_address  # ours: Dkron multiplexes Raft on rpc
+            if self.config.bootstrap_expect == 1:
+                tags["bootstrap"] = "1"
         return tags
 
     def member(self, with_identity: bool = True) -> dict[str, Any]:
         """This node in Dkron's Member JSON shape (serf.Member + id/statusText)."""
-        host, _, _port = self.rpc_address.rpartition(":")
-        member: dict[str, Any] = {
-            "Name": self.config.node_name,
-            "Addr": host,
-            "Port": 8946,
-            "Tags": self.tags(),
-            "Status": 1,
-            "ProtocolMin": 1,
-            "ProtocolMax": 5,
-            "ProtocolCur": 2,
-            "DelegateMin": 2,
-            "DelegateMax": 5,
-            "DelegateCur": 4,
-        }
-        if with_identity:
-            member["id"] = str(uuid.uuid4())
-            member["statusText"] = "alive"
-        return member
+        if self.gossip is not None:
+            return member_json(self.gossip.local(), with_identity=with_identity)
+        host = self.advertise_host
+        local = MemberInfo(
+            name=self.config.node_name, addr=host, port=0, tags=self.tags(), status="alive"
+        )
+        return member_json(local, with_identity=with_identity)
 
     def members(self) -> list[dict[str, Any]]:
-        return [self.member()]
+        if self.view is None:
+            return [self.member()]
+        return [member_json(m) for m in self.view.members()]
 
     def leader(self) -> dict[str, Any] | None:
-        return self.member(with_identity=False) if self.store.is_leader else None
+        if self.store.is_leader:
+            return self.member(with_identity=False)
+        if self.view is None:
+            return None
+        found = self.view.by_raft_address(self.store.leader)
+        return None if found is None else member_json(found, with_identity=False)
+
+
+def _advertise(bind_host: str) -> str:
+    if bind_host not in ("", "0.0.0.0", "::"):
+        return bind_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -9,6 +9,8 @@ from datetime import datetime
 from core.jobs.model import Execution, Job
 
 __all__ = [
+    "Barrier",
+    "CloseLaunches",
     "Command",
     "DeleteExecutions",
     "DeleteJob",
@@ -66,6 +68,7 @@ class StartExecution:
 
     execution: Execution
     check_forbid: bool = True
+    term: int = 0  # the dispatching leader's term; refused once a newer leader took over
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,24 @@ class DeleteExecutions:
     job_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class CloseLaunches:
+    """Launches that will not run (job disabled, expired, forbid): a new leader must
+    not dispatch them again."""
+
+    run_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Applied by a new leader: once it is, every entry before it is applied too (the
+    leader's view of the log is complete). It also raises the state's leader term,
+    so launches and starts from a deposed leader that reach the log later (a
+    follower forwards commands) are refused."""
+
+    term: int = 0
+
+
 Command = (
     SetJob
     | DeleteJob
@@ -88,4 +109,6 @@ Command = (
     | StartExecution
     | FinishExecution
     | DeleteExecutions
+    | CloseLaunches
+    | Barrier
 )

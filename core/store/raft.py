@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import logging
 import os
 import pickle
@@ -40,7 +41,8 @@ class ReplicationError(Exception):
 
 @dataclass(frozen=True)
 class RaftConfig:
-    bind: str  # "host:port" this node's Raft transport listens on
+    bind: str  # "host:port": this server's Raft identity, the address peers dial
+    listen: str | None = None  # where to listen when not ``bind`` (e.g. 0.0.0.0:port)
     peers: Sequence[str] = ()
     data_dir: Path | None = None  # None: in memory only (--dev)
     password: str | None = None
@@ -75,15 +77,61 @@ class _Replicated(SyncObjConsumer):  # type: ignore[misc]
 
 
 class RaftStore:
+    """The replicated state. ``start(peers)`` joins or forms the Raft group; until then
+    the (empty or restored) state can be read but nothing can be written."""
+
     def __init__(self, config: RaftConfig, state: StoreState | None = None) -> None:
         self.config = config
         self.state = state or StoreState()
         self._consumer = _Replicated(self.state)
-        journal = dump = None
+        self._raft_dir: Path | None = None
         if config.data_dir is not None:
-            raft_dir = Path(config.data_dir) / "raft"
-            raft_dir.mkdir(parents=True, exist_ok=True)
-            journal, dump = str(raft_dir / "journal.bin"), str(raft_dir / "snapshot.bin")
+            self._raft_dir = Path(config.data_dir) / "raft"
+            self._raft_dir.mkdir(parents=True, exist_ok=True)
+        self._sync: SyncObj | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._leadership_listeners: list[Callable[[bool], None]] = []
+        self._was_leader = False
+        self._closed = False
+        self._pending = 0
+
+    # -- cluster configuration -------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._sync is not None
+
+    def _peers_file(self) -> Path | None:
+        return None if self._raft_dir is None else self._raft_dir / "peers.json"
+
+    def saved_peers(self) -> list[str] | None:
+        """The peers this node last ran with (None: it never joined a Raft group).
+
+        pysyncobj replays membership changes from its journal and snapshot, but
+        needs the configuration it started from to get there."""
+        path = self._peers_file()
+        if path is None or not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return [str(peer) for peer in data.get("peers", [])]
+
+    def _save_peers(self, peers: Sequence[str]) -> None:
+        path = self._peers_file()
+        if path is None:
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"self": self.config.bind, "peers": sorted(peers)}))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def _build(self, peers: Sequence[str]) -> SyncObj:
+        journal = dump = None
+        if self._raft_dir is not None:
+            journal = str(self._raft_dir / "journal.bin")
+            dump = str(self._raft_dir / "snapshot.bin")
+        config = self.config
         conf = SyncObjConf(
             autoTick=False,
             # gRPC shares this process and is not fork-safe: snapshot in-process.
@@ -96,6 +144,7 @@ class RaftStore:
             serializer=self._write_snapshot if dump else None,
             deserializer=self._read_snapshot if dump else None,
             password=config.password,
+            bindAddress=config.listen,
             raftMinTimeout=config.raft_min_timeout,
             raftMaxTimeout=config.raft_max_timeout,
             appendEntriesPeriod=config.append_entries_period,
@@ -103,13 +152,74 @@ class RaftStore:
             logCompactionMinEntries=config.log_compaction_min_entries,
             logCompactionMinTime=config.log_compaction_min_time,
         )
-        self._sync = SyncObj(config.bind, list(config.peers), conf, consumers=[self._consumer])
-        self._ticker: asyncio.Task[None] | None = None
-        self._kick = asyncio.Event()
-        self._leadership_listeners: list[Callable[[bool], None]] = []
-        self._was_leader = False
-        self._closed = False
-        self._pending = 0
+        return SyncObj(config.bind, list(peers), conf, consumers=[self._consumer])
+
+    def raft_peers(self) -> list[str]:
+        """Every Raft address in the current configuration, this node's included."""
+        if self._sync is None:
+            return []
+        status = self._sync.getStatus()
+        others = [
+            key.removeprefix("partner_node_status_server_")
+            for key in status
+            if key.startswith("partner_node_status_server_")
+        ]
+        return sorted([self.config.bind, *others])
+
+    def connected_peers(self) -> set[str]:
+        if self._sync is None:
+            return set()
+        status = self._sync.getStatus()
+        prefix = "partner_node_status_server_"
+        return {
+            k.removeprefix(prefix) for k, v in status.items() if k.startswith(prefix) and v == 2
+        }
+
+    async def _membership(self, change: Callable[..., None], address: str) -> None:
+        if self._sync is None:
+            raise ReplicationError("raft has not started on this server")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done(_result: Any, error: int) -> None:
+            if future.done():
+                return
+            if error != FAIL_REASON.SUCCESS:
+                future.set_exception(ReplicationError(_fail_reason(error)))
+            else:
+                future.set_result(None)
+
+        self._pending += 1
+        try:
+            change(address, callback=done)
+            self._kick.set()
+            await future
+        finally:
+            self._pending -= 1
+        self._save_peers([p for p in self.raft_peers() if p != self.config.bind])
+
+    async def add_peer(self, address: str) -> None:
+        """Add a server (leader only); it must not already be voting elsewhere."""
+        assert self._sync is not None
+        await self._membership(self._sync.addNodeToCluster, address)
+
+    async def remove_peer(self, address: str) -> None:
+        assert self._sync is not None
+        await self._membership(self._sync.removeNodeFromCluster, address)
+
+    def refresh_saved_peers(self) -> None:
+        """Record the live configuration, so a restart starts from the latest one."""
+        if self._sync is None or self._peers_file() is None:
+            return
+        current = [p for p in self.raft_peers() if p != self.config.bind]
+        if self.saved_peers() != sorted(current):
+            self._save_peers(current)
+
+    def transfer_leadership(self) -> None:
+        """Hand leadership to another server (Raft TimeoutNow) before leaving."""
+        if self._sync is not None and self.is_leader:
+            self._sync.transferLeadership()
+            self._kick.set()
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -131,11 +241,17 @@ class RaftStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, ready_timeout: float = 30.0) -> None:
+    async def start(self, peers: Sequence[str] = (), ready_timeout: float = 30.0) -> None:
+        """Start Raft with ``peers`` (other servers' Raft addresses) and wait until the
+        journal and snapshot are applied."""
+        if self._sync is not None:
+            return
+        self._save_peers(peers)
+        self._sync = self._build(peers)
         self._ticker = asyncio.create_task(self._tick_forever(), name="raft-tick")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ready_timeout
-        while not self._sync._isReady():
+        while not self._sync._isReady() and len(peers) == 0:
             if loop.time() > deadline:
                 raise ReplicationError(f"raft not ready after {ready_timeout:g}s")
             await asyncio.sleep(self.config.tick_interval)
@@ -160,6 +276,8 @@ class RaftStore:
                     await self._kick.wait()
 
     def _tick(self) -> None:
+        if self._sync is None:
+            return
         try:
             self._sync.doTick(0.0)
         except Exception:  # pysyncobj faults must not kill the node's only ticker
@@ -185,25 +303,33 @@ class RaftStore:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        self._sync.destroy()
+        if self._sync is not None:
+            self._sync.destroy()
 
     # -- state -----------------------------------------------------------------------------
 
     @property
     def is_leader(self) -> bool:
-        return bool(self._sync._isLeader())
+        return self._sync is not None and bool(self._sync._isLeader())
 
     @property
     def leader(self) -> str | None:
+        """The leader's Raft address, as far as this server knows."""
+        if self._sync is None:
+            return None
         node = self._sync._getLeader()
         return None if node is None else str(node.address if hasattr(node, "address") else node)
 
     @property
     def term(self) -> int:
-        return int(self._sync.raftCurrentTerm)
+        return 0 if self._sync is None else int(self._sync.raftCurrentTerm)
+
+    @property
+    def applied_index(self) -> int:
+        return 0 if self._sync is None else int(self._sync.raftLastApplied)
 
     def status(self) -> dict[str, Any]:
-        return dict(self._sync.getStatus())
+        return {} if self._sync is None else dict(self._sync.getStatus())
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -213,6 +339,8 @@ class RaftStore:
         Raises the state machine's :class:`StoreError` for a refused command and
         :class:`ReplicationError` when it could not be committed.
         """
+        if self._sync is None:
+            raise ReplicationError("no raft leader: this server has not joined a cluster yet")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
 
@@ -240,7 +368,8 @@ class RaftStore:
 
     def compact_now(self) -> None:
         """Write a snapshot and truncate the journal (tests, and before a planned restart)."""
-        self._sync.forceLogCompaction()
+        if self._sync is not None:
+            self._sync.forceLogCompaction()
 
 
 def _fail_reason(code: int) -> str:
@@ -251,6 +380,7 @@ def _fail_reason(code: int) -> str:
         FAIL_REASON.NOT_LEADER: "this server is not the raft leader",
         FAIL_REASON.LEADER_CHANGED: "raft leader changed before the command committed",
         FAIL_REASON.REQUEST_DENIED: "raft request denied",
+        getattr(FAIL_REASON, "UNKNOWN_OUTCOME", -1): "raft outcome unknown (leader changed)",
     }
     return names.get(code, f"raft failure {code}")
 

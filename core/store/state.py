@@ -24,6 +24,8 @@ from core.jobs.model import (
     Job,
 )
 from core.store.commands import (
+    Barrier,
+    CloseLaunches,
     Command,
     DeleteExecutions,
     DeleteJob,
@@ -38,6 +40,7 @@ from core.store.commands import (
 __all__ = [
     "DEFAULT_MAX_HISTORY",
     "SORTABLE_JOB_FIELDS",
+    "AlreadyFinished",
     "JobQuery",
     "NotFound",
     "QueryError",
@@ -64,6 +67,11 @@ SORTABLE_EXECUTION_FIELDS = ("started_at", "finished_at", "attempt")
 
 class StoreError(Exception):
     """A command was refused; the message is what Dkron says."""
+
+
+class AlreadyFinished(StoreError):
+    """An execution reported done twice (stream and fallback, or old and new leader):
+    the first report stands, so counters, retries and children happen once."""
 
 
 class NotFound(StoreError):
@@ -117,6 +125,8 @@ class StoreState:
         self.launches: dict[str, Launch] = {}
         # job name -> the latest scheduled time recorded for it (misfire handling)
         self.last_fire: dict[str, datetime] = {}
+        # The newest leader term that established leadership (see Barrier).
+        self.leader_term = 0
         # Called after a job is stored / deleted (on every server, from the log), so
         # the leader's scheduler follows the state machine rather than the API.
         self.job_listeners: list[Callable[[str, Job | None], None]] = []
@@ -142,11 +152,20 @@ class StoreState:
             case RecordLaunches():
                 return self._record_launches(command.launches)
             case StartExecution():
+                if 0 < command.term < self.leader_term:
+                    return StartResult(False, f"stale leader term {command.term}")
                 return self._start(command.execution, command.check_forbid)
             case FinishExecution():
                 return self._finish(command.execution)
             case DeleteExecutions():
                 return self._delete_executions(command.job_name)
+            case CloseLaunches():
+                for run_id in command.run_ids:
+                    self.launches.pop(run_id, None)
+                return None
+            case Barrier():
+                self.leader_term = max(self.leader_term, command.term)
+                return None
         raise StoreError(f"unknown command {type(command).__name__}")
 
     def _set_job(self, job: Job, merge: bool) -> Job:
@@ -206,6 +225,8 @@ class StoreState:
         for launch in launches:
             if launch.run_id in self.launches or launch.job_name not in self.jobs:
                 continue
+            if 0 < launch.term < self.leader_term:
+                continue  # fired by a deposed leader
             previous = self.last_fire.get(launch.job_name)
             if previous is not None and launch.scheduled_at <= previous:
                 continue  # this fire (or a later one) was already launched
@@ -251,15 +272,11 @@ class StoreState:
             )
         history = self.executions.setdefault(execution.job_name, {})
         stored = history.get(execution.id)
-        newer = (
-            stored is not None
-            and stored.finished_at is not None
-            and execution.finished_at is not None
-            and stored.finished_at > execution.finished_at
-        )
-        if not newer:
-            history[execution.id] = execution
-        self.running.get(job.name, set()).discard(execution.id)
+        if stored is not None and stored.finished_at is not None:
+            raise AlreadyFinished(f"execution {execution.id} of {job.name!r} already finished")
+        history[execution.id] = execution
+        running = self.running.get(job.name, set())
+        running.discard(execution.id)
         if execution.success:
             job.success_count += 1
             job.last_success = execution.finished_at
@@ -268,8 +285,10 @@ class StoreState:
             job.last_error = execution.finished_at
         job.status = self._group_status(history.values(), execution.group)
         self._trim(job.name, history)
-        if execution.run_id:
-            self.launches.pop(execution.run_id, None)
+        if execution.run_id and not any(
+            history[key].run_id == execution.run_id for key in running if key in history
+        ):
+            self.launches.pop(execution.run_id, None)  # every target of the launch is done
         return dataclasses.replace(job), job.status
 
     @staticmethod
@@ -398,6 +417,7 @@ class StoreState:
             "running": self.running,
             "launches": self.launches,
             "last_fire": self.last_fire,
+            "leader_term": self.leader_term,
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -407,3 +427,4 @@ class StoreState:
         self.running = {k: set(v) for k, v in data["running"].items()}
         self.launches = dict(data["launches"])
         self.last_fire = dict(data["last_fire"])
+        self.leader_term = int(data.get("leader_term", 0))

@@ -54,6 +54,7 @@ class Agent:
         self.http_port = free_port()
         self.rpc_port = free_port()
         self.raft_port = free_port()
+        self.gossip_port = free_port()
         self.node_name = node_name
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -77,6 +78,8 @@ class Agent:
             str(self.rpc_port),
             "--raft-port",
             str(self.raft_port),
+            "--bind-addr",
+            f"127.0.0.1:{self.gossip_port}",
             "--node-name",
             self.node_name,
             "--plugin-dir",

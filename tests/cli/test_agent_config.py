@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli.agent import check_single_node
+from core.cli.agent import check_cluster_settings
 from core.config import _PARSERS, AgentConfig, ConfigError, find_config_file, load_config
 
 YAML = """\
@@ -285,21 +285,23 @@ def test_to_server_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"bootstrap_expect": "1"}, "agent-only mode (without --server) comes with the cluster"),
-        ({"server": True}, "--bootstrap-expect 0: cluster formation arrives with the cluster"),
-        ({"server": True, "bootstrap_expect": "3"}, "--bootstrap-expect 3: cluster formation"),
-        ({"server": True, "bootstrap_expect": "1", "join": ["h:1"]}, "joining a cluster"),
+        ({"bootstrap_expect": "1"}, "--bootstrap-expect only applies to servers (add --server)"),
+        ({"server": True}, "a server needs --bootstrap-expect N to form a cluster"),
+        ({}, "an agent (no --server) needs --join or --retry-join to find servers"),
         (
             {"server": True, "bootstrap_expect": "1", "rpc_port": "7000", "raft_port": "7000"},
             "rpc-port and raft-port are both 7000",
         ),
     ],
 )
-def test_single_node_checks(tmp_path: Path, flags: dict[str, object], message: str) -> None:
+def test_cluster_setting_checks(tmp_path: Path, flags: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_single_node(load(tmp_path, flags))
+        check_cluster_settings(load(tmp_path, flags))
 
 
 def test_dev_mode_needs_no_bootstrap_expect(tmp_path: Path) -> None:
-    check_single_node(load(tmp_path, {"server": True, "dev": True}))
-    check_single_node(load(tmp_path, {"server": True, "bootstrap_expect": "1"}))
+    check_cluster_settings(load(tmp_path, {"server": True, "dev": True}))
+    check_cluster_settings(load(tmp_path, {"server": True, "bootstrap_expect": "1"}))
+    check_cluster_settings(load(tmp_path, {"server": True, "bootstrap_expect": "3"}))
+    check_cluster_settings(load(tmp_path, {"server": True, "retry_join": ["h:1"]}))
+    check_cluster_settings(load(tmp_path, {"join": ["h:1"]}))

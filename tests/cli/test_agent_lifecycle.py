@@ -182,14 +182,13 @@ def test_unusable_data_dir_is_one_line_exit_1(make_agent: Callable[..., Agent]) 
             "expected one of debug, info, warn, error, fatal, panic\n",
         ),
         (
-            ["--server", "--bootstrap-expect", "3"],
-            "dkronctl: --bootstrap-expect 3: cluster formation arrives with the cluster "
-            "milestone; this release runs one server (--bootstrap-expect 1)\n",
+            ["--server"],
+            "dkronctl: a server needs --bootstrap-expect N to form a cluster, or "
+            "--join/--retry-join to join one (a single node: --server --bootstrap-expect 1)\n",
         ),
         (
             ["--bootstrap-expect", "1"],
-            "dkronctl: agent-only mode (without --server) comes with the cluster milestone; "
-            "run a single node with --server --bootstrap-expect 1\n",
+            "dkronctl: --bootstrap-expect only applies to servers (add --server)\n",
         ),
     ],
 )
@@ -218,7 +217,7 @@ def test_config_file_found_in_home_and_env_override(tmp_path: Path) -> None:
         text=True,
         timeout=30,
         cwd=tmp_path,
-        env=clean_env(tmp_path, DKRON_BOOTSTRAP_EXPECT="5", DKRON_RPC_PORT=str(free_port())),
+        env=clean_env(tmp_path, DKRON_SERVER="false", DKRON_RPC_PORT=str(free_port())),
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("dkronctl: --bootstrap-expect 5: cluster formation")
+    assert result.stderr.startswith("dkronctl: --bootstrap-expect only applies to servers")

@@ -10,7 +10,7 @@ from typing import Any
 
 from e2e_helpers import ZERO, Api, finished, parse_time, shell_job, wait_for
 
-LOST = "execution lost: the server restarted while it was running\n"
+LOST = "execution lost: node "
 
 
 def snapshot(api: Api, names: list[str]) -> tuple[dict[str, Any], dict[str, list[Any]]]:

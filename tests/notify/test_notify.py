@@ -93,7 +93,7 @@ def go_time(moment: datetime | None) -> str:
 
 
 async def run_to_end(server: DkronServer, job: str, count: int = 1) -> list[Execution]:
-    server.run_job(job)
+    await server.run_job(job)
     return await wait_for(lambda: len(finished(server, job)) >= count and finished(server, job))
 
 
@@ -247,7 +247,7 @@ async def test_a_hung_webhook_neither_blocks_the_run_nor_its_children(
     await server.set_job(shell("parent", "true"))
     await server.set_job(shell("child", "true", parent_job="parent"))
 
-    server.run_job("parent")
+    await server.run_job("parent")
     await wait_for(lambda: hooks.to("/post"))  # the parent's webhook is now hanging
     [child] = await wait_for(lambda: finished(server, "child"))
 
@@ -354,7 +354,7 @@ async def test_a_chatty_job_fires_pre_once(configure, hooks: HttpRecorder, tmp_p
     )
     await server.set_job(shell("chatty", command))
 
-    server.run_job("chatty")
+    await server.run_job("chatty")
     [running] = await wait_for(server.busy)
     chunks: list[bytes] = []
 

@@ -73,7 +73,7 @@ async def test_retries_with_exponential_backoff_then_success(make_server, tmp_pa
     job = shell("flaky", command, schedule="@manually", retries=3, retry_backoff=backoff)
     await server.set_job(job)
 
-    server.run_job("flaky")
+    await server.run_job("flaky")
     runs = await wait_for(lambda: len(finished(server, "flaky")) >= 3 and finished(server, "flaky"))
 
     runs.sort(key=lambda e: e.attempt)
@@ -92,7 +92,7 @@ async def test_retries_exhausted_mark_the_job_failed(make_server) -> None:
     await server.set_job(
         shell("broken", "exit 3", schedule="@manually", retries=1, retry_backoff=backoff)
     )
-    server.run_job("broken")
+    await server.run_job("broken")
     runs = await wait_for(
         lambda: len(finished(server, "broken")) >= 2 and finished(server, "broken")
     )
@@ -112,12 +112,12 @@ async def test_children_run_after_a_successful_parent_only(make_server, tmp_path
     await server.set_job(shell("parent", "true", schedule="@manually"))
     assert server.get_job("parent").dependent_jobs == ["child"]
 
-    server.run_job("parent")
+    await server.run_job("parent")
     await wait_for(lambda: finished(server, "grandchild"))
     assert finished(server, "child")[0].output == b"child\n"
 
     await server.set_job(shell("parent", "false", schedule="@manually"))
-    server.run_job("parent")
+    await server.run_job("parent")
     await wait_for(lambda: len(finished(server, "parent")) == 2)
     await wait_for(lambda: not server.busy())
     assert len(finished(server, "child")) == 1  # the failed parent did not trigger it
@@ -136,7 +136,7 @@ async def test_missing_parent_is_refused(make_server) -> None:
 async def test_ephemeral_job_is_deleted_after_success(make_server) -> None:
     server = await make_server()
     await server.set_job(shell("once", "true", schedule="@manually", ephemeral=True))
-    server.run_job("once")
+    await server.run_job("once")
     await wait_for(lambda: server.get_job("once") is None)
 
 
@@ -165,7 +165,7 @@ async def test_disabled_and_expired_jobs_do_not_fire(make_server) -> None:
 async def test_restart_keeps_jobs_counters_and_history(make_server) -> None:
     server = await make_server()
     await server.set_job(shell("kept", "echo kept", schedule="@manually"))
-    server.run_job("kept")
+    await server.run_job("kept")
     await wait_for(lambda: finished(server, "kept"))
     before = server.get_job("kept")
     await server.stop(drain_timeout=5)
@@ -180,7 +180,7 @@ async def test_restart_keeps_jobs_counters_and_history(make_server) -> None:
 async def test_a_run_lost_to_a_restart_is_failed_not_stuck(make_server) -> None:
     server = await make_server()
     await server.set_job(shell("lost", "sleep 30", schedule="@manually", concurrency="forbid"))
-    server.run_job("lost")
+    await server.run_job("lost")
     await wait_for(lambda: server.busy())
     # Simulate a crash: the record says running, nothing will ever report back.
     await server.store.close()
@@ -190,11 +190,13 @@ async def test_a_run_lost_to_a_restart_is_failed_not_stuck(make_server) -> None:
 
     again = await make_server()
 
+    # The new leader asks the node about the run; this node has no record of it.
+    await wait_for(lambda: all(e.finished_at for e in again.executions("lost")))
     [execution] = again.executions("lost")
     assert not execution.success and execution.finished_at is not None
-    assert execution.output.startswith(b"execution lost: the server restarted")
+    assert execution.output.startswith(b"execution lost: node node1 has no record of it")
     # And the forbid job is runnable again.
-    again.run_job("lost")
+    await again.run_job("lost")
     await wait_for(lambda: again.busy())
 
 
@@ -202,7 +204,7 @@ async def test_history_is_bounded(make_server) -> None:
     server = await make_server(max_history=3)
     await server.set_job(shell("chatty", "echo hi", schedule="@manually"))
     for expected in range(1, 6):
-        server.run_job("chatty")
+        await server.run_job("chatty")
         await wait_for(lambda n=expected: server.get_job("chatty").success_count >= n)
     assert len(server.executions("chatty")) == 3
 
@@ -227,7 +229,7 @@ async def test_deleting_foo_keeps_foobar_history(make_server) -> None:
     server = await make_server()
     for name in ("foo", "foobar"):
         await server.set_job(shell(name, f"echo {name}", schedule="@manually"))
-        server.run_job(name)
+        await server.run_job(name)
     await wait_for(lambda: finished(server, "foo") and finished(server, "foobar"))
     await server.delete_job("foo")
     assert [e.output for e in server.executions("foobar")] == [b"foobar\n"]
@@ -248,7 +250,7 @@ async def test_per_execution_timeout_fails_the_run_and_kills_the_job(
     # If the job were not killed when the host gives up, it would create the marker.
     command = f"echo $$ > {pidfile}; sleep 3; touch {marker}"
     await server.set_job(shell("limited", command, schedule="@manually", timeout="500ms"))
-    server.run_job("limited")
+    await server.run_job("limited")
     [run] = await wait_for(lambda: finished(server, "limited"))
     assert not run.success
     assert b"did not finish within 0.5s" in run.output

@@ -1,0 +1,184 @@
+"""Dkron's server-to-server gRPC service (``types.v1.DkronService``), on servers only.
+
+Calls that must run on the leader (ExecutionDone, RunJob, RaftRemovePeerByID) are
+forwarded to it by a follower, so agents and the CLI may call any server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import grpc
+import grpc.aio
+from google.protobuf import empty_pb2
+
+from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
+from core.store.raft import ReplicationError
+from core.store.state import NotFound, StoreError
+from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
+
+if TYPE_CHECKING:
+    from core.server.service import DkronServer
+
+__all__ = ["DkronRpcService"]
+
+log = logging.getLogger("dkron.rpc")
+
+_FORWARD_TIMEOUT = 10.0
+_USE_REST = "not served over gRPC by dkron-py: use the REST API v1 on any server"
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
+    def __init__(self, server: DkronServer) -> None:
+        self._server = server
+
+    async def _leader_stub(self, context: Context) -> dkron_pb2_grpc.DkronServiceStub:
+        address = self._server.leader_rpc_address()
+        if address is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no raft leader")
+        assert address is not None
+        return dkron_pb2_grpc.DkronServiceStub(self._server.channel(address))
+
+    async def ExecutionDone(
+        self, request: dkron_pb2.ExecutionDoneRequest, context: Context
+    ) -> dkron_pb2.ExecutionDoneResponse:
+        server = self._server
+        if not server.is_leader:
+            stub = await self._leader_stub(context)
+            try:
+                reply: dkron_pb2.ExecutionDoneResponse = await stub.ExecutionDone(
+                    request, timeout=_FORWARD_TIMEOUT
+                )
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "forwarding failed")
+            return reply
+        execution = execution_from_proto(request.execution)
+        try:
+            payload = await server.dispatcher.report_done(execution)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except (StoreError, ReplicationError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return dkron_pb2.ExecutionDoneResponse(
+            **{"from": server.config.node_name}, payload=payload.encode()
+        )
+
+    async def RunJob(
+        self, request: dkron_pb2.RunJobRequest, context: Context
+    ) -> dkron_pb2.RunJobResponse:
+        server = self._server
+        if not server.is_leader:
+            stub = await self._leader_stub(context)
+            try:
+                reply: dkron_pb2.RunJobResponse = await stub.RunJob(
+                    request, timeout=_FORWARD_TIMEOUT
+                )
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "forwarding failed")
+            return reply
+        try:
+            job = await server.run_job(request.job_name)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return dkron_pb2.RunJobResponse(job=job_to_proto(job))
+
+    async def GetJob(
+        self, request: dkron_pb2.GetJobRequest, context: Context
+    ) -> dkron_pb2.GetJobResponse:
+        job = self._server.get_job(request.job_name)
+        if job is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+        assert job is not None
+        message = dkron_pb2.Job(
+            name=job.name, executor=job.executor, executor_config=dict(job.executor_config or {})
+        )
+        return dkron_pb2.GetJobResponse(job=message)
+
+    async def RaftGetConfiguration(
+        self, request: empty_pb2.Empty, context: Context
+    ) -> dkron_pb2.RaftGetConfigurationResponse:
+        server = self._server
+        store = server.store
+        leader = store.leader
+        reply = dkron_pb2.RaftGetConfigurationResponse(index=store.applied_index)
+        for address in store.raft_peers():
+            name = server.node_name_of_raft_address(address)
+            reply.servers.append(
+                dkron_pb2.RaftServer(
+                    id=name,
+                    node=name,
+                    address=address,
+                    leader=address == leader,
+                    voter=True,
+                    raft_protocol="3",
+                )
+            )
+        return reply
+
+    async def RaftRemovePeerByID(
+        self, request: dkron_pb2.RaftRemovePeerByIDRequest, context: Context
+    ) -> empty_pb2.Empty:
+        server = self._server
+        address = server.raft_address_of(request.id)
+        if address is None or address not in server.store.raft_peers():
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f'id "{request.id}" was not found in the Raft configuration',
+            )
+        assert address is not None
+        if not server.is_leader:
+            stub = await self._leader_stub(context)
+            try:
+                await stub.RaftRemovePeerByID(request, timeout=_FORWARD_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "forwarding failed")
+            return empty_pb2.Empty()
+        if address == server.store.config.bind:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "cannot remove the leader itself; make it leave (POST /v1/leave) instead",
+            )
+        try:
+            await server.store.remove_peer(address)
+        except ReplicationError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return empty_pb2.Empty()
+
+    async def GetActiveExecutions(
+        self, request: empty_pb2.Empty, context: Context
+    ) -> dkron_pb2.GetActiveExecutionsResponse:
+        running = self._server.agent.running()
+        return dkron_pb2.GetActiveExecutionsResponse(
+            executions=[execution_to_proto(e) for e in running]
+        )
+
+    async def Leave(self, request: empty_pb2.Empty, context: Context) -> empty_pb2.Empty:
+        self._server.request_leave()
+        return empty_pb2.Empty()
+
+    # Job writes go through the REST API (any server), which replicates them itself.
+
+    async def SetJob(
+        self, request: dkron_pb2.SetJobRequest, context: Context
+    ) -> dkron_pb2.SetJobResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _USE_REST)
+        raise AssertionError  # abort raises
+
+    async def DeleteJob(
+        self, request: dkron_pb2.DeleteJobRequest, context: Context
+    ) -> dkron_pb2.DeleteJobResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _USE_REST)
+        raise AssertionError
+
+    async def ToggleJob(
+        self, request: dkron_pb2.ToggleJobRequest, context: Context
+    ) -> dkron_pb2.ToggleJobResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _USE_REST)
+        raise AssertionError
+
+    async def SetExecution(self, request: dkron_pb2.Execution, context: Context) -> empty_pb2.Empty:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _USE_REST)
+        raise AssertionError
