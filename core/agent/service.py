@@ -1,19 +1,26 @@
 """The agent-run service every node serves: run one job through its executor plugin
-and stream the execution back (Dkron's ``AgentService.AgentRun``)."""
+and stream the execution back (Dkron's ``AgentService.AgentRun``).
+
+Cluster extensions (see ``core.agent.runs``): requests carry the leader's Raft term
+and a run id; a node refuses deposed leaders, runs each (run_id, attempt) at most
+once, lets a repeat request attach to the run, and reports a result no stream took.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from core.agent.convert import execution_from_proto, execution_to_proto
+from core.agent.convert import execution_from_proto, execution_to_proto, job_from_proto
+from core.agent.runs import ReportDone, RunKey, RunTable, TermFence
+from core.jobs.model import Execution
 from core.plugins.runtime import PluginRuntime
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
 from plugin_sdk.goformats import parse_go_duration
@@ -24,61 +31,110 @@ log = logging.getLogger("dkron.agent")
 
 
 class AgentRunService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, runtime: PluginRuntime, node_name: str) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        runtime: PluginRuntime,
+        node_name: str,
+        *,
+        state_dir: Path | None = None,
+        report_done: ReportDone | None = None,
+        max_results: int = 10_000,
+        result_ttl: float = 3600.0,
+        report_deadline: float = 300.0,
+    ) -> None:
         self._node_name = node_name
-        self.active: dict[str, asyncio.Task[Any]] = {}
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self._fence = TermFence(state_dir)
+        self._runs = RunTable(
+            runtime,
+            report_done=report_done,
+            max_results=max_results,
+            result_ttl=result_ttl,
+            report_deadline=report_deadline,
+        )
+        # Running executions by ``Execution.id`` (the server checks these on failover).
+        self.active: dict[str, asyncio.Task[None]] = self._runs.active
+        self.idle = self._runs.idle
+
+    def highest_term(self) -> int:
+        """The highest leader term this node has admitted (0: never fenced)."""
+        return self._fence.highest
+
+    def running(self) -> list[Execution]:
+        """Executions running on this node, as started (output not included)."""
+        return self._runs.running()
+
+    def streams(self, execution_id: str) -> int:
+        """How many leader streams are attached to a running execution (0 if none)."""
+        run = self._runs.get(execution_id)
+        return 0 if run is None else run.streams
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop retrying reports, after up to ``grace`` seconds for those in flight to get
+        through; plugin runs are stopped by the runtime's close."""
+        await self._runs.close(grace)
 
     async def AgentRun(
         self, request: agent_pb2.AgentRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.AgentRunStream]:
-        job = request.job
+        refusal = self._fence.refusal(request.term)
+        if refusal is not None:
+            log.warning("%s", refusal)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         execution = execution_from_proto(request.execution)
-        if not job.executor:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "grpc_agent: No executor defined, nothing to do"
+        key: RunKey | None = (execution.run_id, execution.attempt) if execution.run_id else None
+        run = None if key is None else self._runs.find(key)
+        if run is None:
+            if request.adopt_only:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"run {execution.run_id} attempt {execution.attempt} is not known "
+                    f"on node {self._node_name}",
+                )
+            job = job_from_proto(request.job)
+            if not job.executor:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "grpc_agent: No executor defined, nothing to do",
+                )
+            timeout = None
+            if job.timeout:
+                try:
+                    nanos = parse_go_duration(job.timeout)
+                except ValueError as exc:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"grpc_agent: invalid job timeout {job.timeout!r}: {exc}",
+                    )
+                # A zero or negative limit would kill the run at once: treat it as none.
+                timeout = nanos / 1e9 if nanos > 0 else None
+            # The leader stamps started_at and the node so the execution id is known (and
+            # the forbid check committed) before any work starts; fill in what it did not.
+            execution.started_at = execution.started_at or datetime.now(UTC)
+            execution.node_name = execution.node_name or self._node_name
+            run = self._runs.start(execution, key, job, timeout)
+        else:
+            log.info(
+                "attaching a stream to run %r attempt %d (%s)",
+                execution.run_id,
+                execution.attempt,
+                "running" if run.final is None else "finished",
             )
-        # The leader stamps started_at and the node so the execution id is known (and
-        # the forbid check committed) before any work starts; fill in what it did not.
-        execution.started_at = execution.started_at or datetime.now(UTC)
-        execution.node_name = execution.node_name or self._node_name
-        yield agent_pb2.AgentRunStream(execution=execution_to_proto(execution))
-
-        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        timeout = None
-        if job.timeout:
-            timeout = parse_go_duration(job.timeout) / 1e9
-        run = asyncio.create_task(
-            self._runtime.execute(
-                job.executor,
-                job.name,
-                dict(job.executor_config),
-                on_output=lambda chunk, _is_error: chunks.put_nowait(chunk),
-                timeout=timeout,
-            ),
-            name=f"run-{job.name}",
-        )
-        run.add_done_callback(lambda _: chunks.put_nowait(None))
-        key = execution.id
-        self.active[key] = run
-        self.idle.clear()
+        # Subscribing and taking the snapshot happen with no await in between, so the
+        # stream sees every byte of output exactly once.
+        subscription = run.subscribe()
+        context.add_done_callback(lambda _context: subscription.close())
         try:
-            partial = execution_to_proto(execution)
-            while (chunk := await chunks.get()) is not None:
-                partial.output = chunk
-                yield agent_pb2.AgentRunStream(execution=partial)
-            outcome = run.result()
+            if run.final is None:
+                first = execution_to_proto(run.execution)
+                first.output = run.output_so_far()
+                yield agent_pb2.AgentRunStream(execution=first)
+                partial = execution_to_proto(run.execution)
+                while (chunk := await subscription.next()) is not None:
+                    partial.output = chunk
+                    yield agent_pb2.AgentRunStream(execution=partial)
+            assert run.final is not None
+            yield agent_pb2.AgentRunStream(execution=execution_to_proto(run.final))
+            # gRPC asks for the next message only once the final one was sent.
+            subscription.taken()
         finally:
-            if not run.done():  # the leader went away: the run is not abandoned silently
-                log.warning("agent-run stream closed; execution %s keeps running", key)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(run)
-            self.active.pop(key, None)
-            if not self.active:
-                self.idle.set()
-        execution.success = outcome.success
-        execution.output = outcome.output
-        execution.finished_at = datetime.now(UTC)
-        yield agent_pb2.AgentRunStream(execution=execution_to_proto(execution))
+            subscription.close()
