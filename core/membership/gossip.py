@@ -416,9 +416,17 @@ class Gossip:
             raise ValueError(f"retry max must be a whole number >= 0, not {max_attempts!r}")
         if not listed:
             raise ValueError("retry-join needs at least one address")
+        if self._state == "running":
+            # Every server may be given the same list, its own address included.
+            listed = [a for a in listed if a != self.address]
+            if not listed:
+                log.info("gossip: retry-join: only this node's address given; others join it")
+                return True
+        loop = asyncio.get_running_loop()
         attempt = 0
         while self._state == "running":
             attempt += 1
+            began = loop.time()
             if await self.join_wait(listed, timeout=interval):
                 log.info("gossip: retry-join: joined through %s", ", ".join(listed))
                 return True
@@ -435,6 +443,10 @@ class Gossip:
                     attempt, ", ".join(listed),
                 )  # fmt: skip
                 return False
+            # An unresolvable address returns at once: keep to the interval anyway.
+            pause = interval - (loop.time() - began)
+            if pause > 0:
+                await asyncio.sleep(pause)
         if self._state == "new":
             raise RuntimeError("Gossip.start() must be called before retry_join()")
         return False

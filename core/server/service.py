@@ -207,8 +207,7 @@ class DkronServer:
 
     async def _retry_join(self, addresses: tuple[str, ...], interval: float, attempts: int) -> None:
         assert self.gossip is not None
-        if not await self.gossip.retry_join(addresses, interval, attempts):
-            log.error("retry-join: none of %s answered; giving up", ", ".join(addresses))
+        await self.gossip.retry_join(addresses, interval, attempts)  # logs its own give-up
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
