@@ -52,6 +52,9 @@ class RaftConfig:
     raft_max_timeout: float = 0.8
     append_entries_period: float = 0.05
     leader_fallback_timeout: float = 2.0
+    # Dkron's apply timeout. pysyncobj holds commands while there is no leader; an
+    # API call gets a 503 after this long instead of hanging.
+    apply_timeout: float = 30.0
     log_compaction_min_entries: int = 20_000
     log_compaction_min_time: float = 300.0
 
@@ -346,9 +349,9 @@ class RaftStore:
 
         def done(result: Any, error: int) -> None:
             # Runs inside doTick, i.e. on this loop's thread.
-            self._pending -= 1
             if future.done():
-                return
+                return  # timed out (and uncounted) already
+            self._pending -= 1
             if error != FAIL_REASON.SUCCESS:
                 future.set_exception(ReplicationError(_fail_reason(error)))
             else:
@@ -361,7 +364,17 @@ class RaftStore:
         with contextlib.suppress(BlockingIOError):
             self._consumer.apply(command, callback=done)
         self._kick.set()
-        ok, value = await future
+        try:
+            async with asyncio.timeout(self.config.apply_timeout):
+                ok, value = await future
+        except TimeoutError:
+            # Awaiting the future was cancelled, which cancels the future too: the late
+            # callback then returns early, so the count is settled here.
+            self._pending -= 1
+            raise ReplicationError(
+                f"timed out after {self.config.apply_timeout:g}s waiting for a raft leader "
+                "to commit the command (it may still be committed)"
+            ) from None
         if not ok:
             raise value
         return value
