@@ -1,0 +1,110 @@
+"""Several real servers in one event loop: real pysyncobj, real gossip, real gRPC.
+
+The multi-process acceptance tests are in tests/cluster; these check what is
+cheaper to observe from inside: encryption, write forwarding, the agent-only role.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_helpers import free_port, server_config, wait_for
+
+from core.jobs.model import Job
+from core.server import DkronServer
+
+
+def _key() -> str:
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def shell(name: str, command: str, **fields: Any) -> Job:
+    return Job(
+        name=name,
+        schedule=fields.pop("schedule", "@manually"),
+        executor="shell",
+        executor_config={"command": command},
+        **fields,
+    )
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[DkronServer] = []
+
+    async def node(name: str, **overrides: Any) -> DkronServer:
+        config = server_config(tmp_path / name, free_port(), **overrides)
+        server = DkronServer(config.__class__(**{**config.__dict__, "node_name": name}))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield node
+    for server in reversed(started):
+        await server.stop(drain_timeout=2, leave=False)
+
+
+def _leader(servers: list[DkronServer]) -> DkronServer | None:
+    leaders = [s for s in servers if s.is_leader]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+async def test_encrypted_servers_form_and_forward_writes(cluster: Any) -> None:
+    key = _key()
+    first = await cluster("s1", bootstrap_expect=2, encrypt=key)
+    assert first.gossip is not None
+    second = await cluster(
+        "s2", bootstrap_expect=2, encrypt=key, retry_join=(first.gossip.address,),
+        retry_interval=0.2,
+    )  # fmt: skip
+    servers = [first, second]
+    leader = await wait_for(lambda: _leader(servers), timeout=20)
+    follower = second if leader is first else first
+
+    # A write on the follower is forwarded to the leader, and the follower reads it
+    # back at once: pysyncobj answers a forwarded command after applying it locally.
+    stored = await follower.set_job(shell("hello", "echo hi"))
+    assert stored.name == "hello"
+    assert follower.get_job("hello") is not None
+
+    # A manual run on the follower is run by the leader, on every alive node.
+    await follower.run_job("hello")
+    await wait_for(lambda: len([e for e in leader.executions("hello") if e.finished_at]) == 2)
+    assert {e.node_name for e in leader.executions("hello")} == {"s1", "s2"}
+    assert all(e.success and e.output == b"hi\n" for e in leader.executions("hello"))
+
+
+async def test_a_node_with_another_key_is_not_admitted(cluster: Any) -> None:
+    first = await cluster("s1", bootstrap_expect=1, encrypt=_key())
+    stranger = await cluster("x1", bootstrap_expect=1, encrypt=_key())
+    assert first.gossip is not None and stranger.gossip is not None
+    # Its packets fail the signature check: nobody answers it, and nobody lists it.
+    answered = await stranger.gossip.join_wait([first.gossip.address], timeout=1.5)
+    assert answered == 0
+    assert [m["Name"] for m in first.members()] == ["s1"]
+    assert [m["Name"] for m in stranger.members()] == ["x1"]
+
+
+async def test_an_agent_only_node_runs_jobs_targeted_by_tag(cluster: Any) -> None:
+    server = await cluster("s1", bootstrap_expect=1)
+    assert server.gossip is not None
+    agent = await cluster(
+        "a1", server=False, bootstrap_expect=0, tags={"pool": "batch"},
+        join=(server.gossip.address,),
+    )  # fmt: skip
+    assert not agent.store.started  # no Raft on a plain agent
+    await wait_for(lambda: len(server.members()) == 2)
+    member = next(m for m in server.members() if m["Name"] == "a1")
+    assert member["Tags"]["server"] == "false" and member["Tags"]["pool"] == "batch"
+
+    await server.set_job(shell("batch", "echo on the agent", tags={"pool": "batch:1"}))
+    await server.run_job("batch")
+    await wait_for(lambda: [e for e in server.executions("batch") if e.finished_at])
+    [execution] = server.executions("batch")
+    assert execution.node_name == "a1" and execution.success
+    assert execution.output == b"on the agent\n"
