@@ -18,11 +18,15 @@ from datetime import UTC, datetime, timedelta
 from core.cron import Schedule, ScheduleError, parse_schedule
 from core.jobs.model import MISFIRE_RUN_ONCE, Job
 
-__all__ = ["Fire", "Scheduler", "next_fire"]
+__all__ = ["LATE_TOLERANCE", "Fire", "Scheduler", "next_fire"]
 
 log = logging.getLogger("dkron.scheduler")
 
 _EPSILON = timedelta(microseconds=1)
+# A tick at most this late when a leader takes over is late, not missed (Quartz's
+# misfire threshold, shorter): an election of a second or two must not cost a run
+# of an every-second job, whatever its misfire policy.
+LATE_TOLERANCE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +126,30 @@ class Scheduler:
         owed: list[Fire] = []
         for job in jobs:
             last = last_fires.get(job.name)
-            if last is not None and job.misfire_policy == MISFIRE_RUN_ONCE and _schedulable(job):
-                owed_fire = self._missed(job, last, now)
+            if last is not None and _schedulable(job):
+                if job.misfire_policy == MISFIRE_RUN_ONCE:
+                    owed_fire = self._missed(job, last, now)
+                else:
+                    owed_fire = self._late(job, last, now)
                 if owed_fire is not None:
                     owed.append(owed_fire)
             # Missed ticks are otherwise skipped: schedule from now.
             self.set_job(job, last_fire=None)
         return owed
+
+    @staticmethod
+    def _late(job: Job, last: datetime, now: datetime) -> Fire | None:
+        """The latest tick since ``last`` if it is within LATE_TOLERANCE of now."""
+        try:
+            schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
+        except ScheduleError:
+            return None
+        latest = None
+        moment = next_fire(schedule, job, max(last, now - LATE_TOLERANCE))
+        while moment is not None and moment <= now:
+            latest = moment
+            moment = next_fire(schedule, job, moment)
+        return None if latest is None else Fire(job.name, latest, catch_up=True)
 
     @staticmethod
     def _missed(job: Job, last: datetime, now: datetime) -> Fire | None:

@@ -256,10 +256,14 @@ class DkronServer:
         self.dispatcher.reconcile()
         owed = self.scheduler.load(list(state.jobs.values()), dict(state.last_fire))
         self.scheduler.start()
-        if owed:
-            log.info("running %d missed fire(s) once (misfire_policy run_once)", len(owed))
-            await self._on_fire(owed)
-        await self._publish_next(list(state.jobs))
+        try:
+            if owed:
+                log.info("running %d late or missed fire(s) once", len(owed))
+                await self._on_fire(owed)
+            await self._publish_next(list(state.jobs))
+        except (ReplicationError, StoreError) as exc:
+            # Leadership was lost again meanwhile; the next leader does this itself.
+            log.warning("leadership work interrupted: %s", exc)
 
     async def stop(self, drain_timeout: float = 30.0, *, leave: bool = True) -> None:
         """Stop scheduling, leave the cluster, let runs in flight finish (up to

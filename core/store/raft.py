@@ -47,9 +47,11 @@ class RaftConfig:
     data_dir: Path | None = None  # None: in memory only (--dev)
     password: str | None = None
     tick_interval: float = 0.005
-    # Tuned for cron: a leader that loses its quorum stops acting within ~2 s.
-    raft_min_timeout: float = 0.4
-    raft_max_timeout: float = 0.8
+    # Tuned for cron: a leader that loses its quorum stops acting within ~2 s, and a
+    # dead one is replaced in about a second. Below ~0.5 s a loaded 2-core machine
+    # (the event loop busy with a burst of fires) triggers needless elections.
+    raft_min_timeout: float = 0.5
+    raft_max_timeout: float = 1.0
     append_entries_period: float = 0.05
     leader_fallback_timeout: float = 2.0
     # Dkron's apply timeout. pysyncobj holds commands while there is no leader; an

@@ -63,10 +63,22 @@ def test_disabled_children_and_manual_jobs_are_not_scheduled() -> None:
 
 
 def test_misfire_skip_drops_missed_ticks() -> None:
-    scheduler = Scheduler(ignore, Clock(T0))
-    owed = scheduler.load([job("j", "@every 1m")], {"j": T0 - timedelta(minutes=10)})
+    clock = Clock(T0 + timedelta(seconds=30))  # the minute's tick is 30 s late
+    scheduler = Scheduler(ignore, clock)
+    owed = scheduler.load([job("j", "0 * * * * *")], {"j": T0 - timedelta(minutes=10)})
     assert owed == []
-    assert scheduler.next_of("j") is not None and scheduler.next_of("j") > T0
+    assert scheduler.next_of("j") == T0 + timedelta(minutes=1)
+
+
+def test_skip_still_runs_a_tick_only_seconds_late() -> None:
+    # A leader change of a second or two makes a tick late, not missed.
+    clock = Clock(T0 + timedelta(seconds=2))
+    scheduler = Scheduler(ignore, clock)
+    every_second = job("s", "* * * * * *")
+    owed = scheduler.load([every_second], {"s": T0 - timedelta(seconds=1)})
+    assert owed == [Fire("s", T0 + timedelta(seconds=2), catch_up=True)]
+    # Never a tick at or before the last one launched.
+    assert scheduler.load([every_second], {"s": T0 + timedelta(seconds=2)}) == []
 
 
 def test_misfire_run_once_runs_the_latest_missed_tick_once() -> None:
