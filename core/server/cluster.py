@@ -36,9 +36,17 @@ class ClusterView:
     def __init__(self, gossip: Gossip, region: str) -> None:
         self.gossip = gossip
         self.region = region
+        # Every dispatch looks members up; gossip decodes them on each call.
+        self._members: list[MemberInfo] | None = None
+        gossip.on_change(self._changed)
+
+    def _changed(self, _member: MemberInfo) -> None:
+        self._members = None
 
     def members(self) -> list[MemberInfo]:
-        return self.gossip.members()
+        if self._members is None:
+            self._members = self.gossip.members()
+        return self._members
 
     def alive(self) -> list[MemberInfo]:
         return [m for m in self.members() if m.status == "alive"]

@@ -10,6 +10,7 @@ from core.jobs.model import Execution, Job
 
 __all__ = [
     "Barrier",
+    "Batch",
     "CloseLaunches",
     "Command",
     "DeleteExecutions",
@@ -101,6 +102,14 @@ class Barrier:
     term: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several starts or finishes in one log entry (one replication round for a burst
+    of fires). Each is applied on its own: one refusal does not refuse the others."""
+
+    commands: tuple[StartExecution | FinishExecution, ...]
+
+
 Command = (
     SetJob
     | DeleteJob
@@ -111,4 +120,5 @@ Command = (
     | DeleteExecutions
     | CloseLaunches
     | Barrier
+    | Batch
 )

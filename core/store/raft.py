@@ -23,7 +23,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
-from core.store.commands import Command
+from core.store.commands import Batch, Command, FinishExecution, StartExecution
 from core.store.state import StoreError, StoreState
 
 __all__ = ["RaftConfig", "RaftStore", "ReplicationError"]
@@ -33,6 +33,8 @@ log = logging.getLogger("dkron.raft")
 
 # Without a quorum a command cannot commit; stop spinning and fall back to the period.
 _MAX_EAGER_TICKS = 50
+# A batch of finishes carries their output: keep one log entry to about a megabyte.
+_MAX_BATCH_BYTES = 1 << 20
 
 
 class ReplicationError(Exception):
@@ -100,6 +102,9 @@ class RaftStore:
         self._was_leader = False
         self._closed = False
         self._pending = 0
+        self._batch: list[tuple[StartExecution | FinishExecution, asyncio.Future[Any]]] = []
+        self._batch_bytes = 0
+        self._batch_tasks: set[asyncio.Future[None]] = set()
 
     # -- cluster configuration -------------------------------------------------------------
 
@@ -284,6 +289,11 @@ class RaftStore:
         if self._sync is None:
             return
         try:
+            # pysyncobj checks its election and leader-lease deadlines first and reads
+            # the network last. After the loop was busy for a while, heartbeats that
+            # arrived meanwhile must count before those deadlines are judged, or a
+            # loaded follower starts a needless election (and a leader steps down).
+            self._sync._poller.poll(0.0)
             self._sync.doTick(0.0)
         except Exception:  # pysyncobj faults must not kill the node's only ticker
             log.exception("raft tick failed")
@@ -304,6 +314,8 @@ class RaftStore:
         if self._closed:
             return
         self._closed = True
+        for task in list(self._batch_tasks):
+            task.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -340,6 +352,65 @@ class RaftStore:
 
     async def apply(self, command: Command) -> Any:
         """Commit ``command`` through Raft and return the state machine's result.
+
+        Starts and finishes issued in the same event-loop iteration share one log
+        entry (a burst of 300 fires is one replication round, not 300).
+
+        Raises the state machine's :class:`StoreError` for a refused command and
+        :class:`ReplicationError` when it could not be committed.
+        """
+        if isinstance(command, StartExecution | FinishExecution):
+            return await self._batched(command)
+        return await self._apply_one(command)
+
+    async def _batched(self, command: StartExecution | FinishExecution) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+        self._batch.append((command, future))
+        self._batch_bytes += len(command.execution.output)
+        if self._batch_bytes > _MAX_BATCH_BYTES:
+            self._flush_batch()
+        elif len(self._batch) == 1:
+            loop.call_soon(self._flush_batch)
+        ok, value = await future
+        if not ok:
+            raise value
+        return value
+
+    def _flush_batch(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        task = asyncio.ensure_future(self._commit_batch(batch))
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+
+    async def _commit_batch(
+        self, batch: list[tuple[StartExecution | FinishExecution, asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            if len(batch) == 1:
+                command, future = batch[0]
+                try:
+                    value = await self._apply_one(command)
+                except StoreError as exc:
+                    outcome: list[tuple[bool, Any]] = [(False, exc)]
+                else:
+                    outcome = [(True, value)]
+            else:
+                outcome = await self._apply_one(Batch(tuple(c for c, _ in batch)))
+        except (ReplicationError, asyncio.CancelledError) as exc:
+            error = exc if isinstance(exc, ReplicationError) else ReplicationError("shut down")
+            for _, future in batch:
+                if not future.done():
+                    future.set_result((False, error))
+            return
+        for (_, future), result in zip(batch, outcome, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _apply_one(self, command: Command) -> Any:
+        """Commit one log entry.
 
         Raises the state machine's :class:`StoreError` for a refused command and
         :class:`ReplicationError` when it could not be committed.

@@ -25,6 +25,7 @@ from core.jobs.model import (
 )
 from core.store.commands import (
     Barrier,
+    Batch,
     CloseLaunches,
     Command,
     DeleteExecutions,
@@ -166,6 +167,14 @@ class StoreState:
             case Barrier():
                 self.leader_term = max(self.leader_term, command.term)
                 return None
+            case Batch():
+                results: list[tuple[bool, Any]] = []
+                for item in command.commands:
+                    try:
+                        results.append((True, self.apply(item)))
+                    except StoreError as exc:
+                        results.append((False, exc))
+                return results
         raise StoreError(f"unknown command {type(command).__name__}")
 
     def _set_job(self, job: Job, merge: bool) -> Job:
