@@ -52,8 +52,8 @@ class RaftConfig:
     # Tuned for cron: a leader that loses its quorum stops acting within ~2 s, and a
     # dead one is replaced in about a second. Below ~0.5 s a loaded 2-core machine
     # (the event loop busy with a burst of fires) triggers needless elections.
-    raft_min_timeout: float = 0.5
-    raft_max_timeout: float = 1.0
+    raft_min_timeout: float = 0.3
+    raft_max_timeout: float = 0.9
     append_entries_period: float = 0.05
     leader_fallback_timeout: float = 2.0
     # Dkron's apply timeout. pysyncobj holds commands while there is no leader; an
