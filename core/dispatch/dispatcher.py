@@ -42,10 +42,15 @@ def _now() -> datetime:
 # A broken agent-run stream is re-attached for this long before the run is failed:
 # the node may be restarting its gRPC server, or the leader's connection flapped.
 _REATTACH_WINDOW = 3.0
+_MAX_STREAMS = 256
 _REATTACH_PAUSE = 0.25
 # Launches recorded by a previous leader but never dispatched still run when a new
 # leader finds them this late at most (or within the job's misfire grace if longer).
 _REDISPATCH_GRACE = timedelta(seconds=60)
+
+
+class _NotCommitted(Exception):
+    """A start this server could not commit: it is not (or no longer) the leader."""
 
 
 class Dispatcher:
@@ -71,6 +76,10 @@ class Dispatcher:
         self._notifier = notifier
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Streams in flight at once. Past this a burst waits its turn instead of every
+        # stream's callbacks landing in one loop iteration, which would delay Raft's
+        # heartbeats and cost the leadership under overload.
+        self._slots = asyncio.Semaphore(_MAX_STREAMS)
 
     def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
         channel = self._channels.get(address)
@@ -143,10 +152,15 @@ class Dispatcher:
             return
         started: list[tuple[Execution, str]] = []
         for index, node in enumerate(nodes):
-            execution = await self._start(job, base, node, check_forbid=index == 0)
+            try:
+                execution = await self._start(job, base, node, check_forbid=index == 0)
+            except _NotCommitted:
+                # Leadership moved: the launch stays recorded and not started, so the
+                # next leader dispatches it.
+                return
             if execution is None:
                 if index == 0:
-                    await self._close(run_id)
+                    await self._close(run_id)  # refused (forbid): it will never run
                     return
                 continue
             started.append((execution, node))
@@ -177,21 +191,29 @@ class Dispatcher:
     async def _start(
         self, job: Job, execution: Execution, node: str, *, check_forbid: bool
     ) -> Execution | None:
+        """The started execution; None if the store refused it (forbid, job gone).
+
+        Raises _NotCommitted when this server could not commit it (leadership moved)."""
         execution = dataclasses.replace(execution, started_at=_now(), node_name=node)
         try:
             started: StartResult = await self._store.apply(
                 StartExecution(execution, check_forbid=check_forbid, term=self._term())
             )
         except (ReplicationError, StoreError) as exc:
-            log.error("cannot record the start of %r: %s", job.name, exc)
-            return None
+            log.warning("cannot record the start of %r: %s", job.name, exc)
+            raise _NotCommitted from exc
+        if started.reason.startswith("stale leader term"):
+            raise _NotCommitted
         if not started.accepted:
             log.info("not running %r: %s", job.name, started.reason)
             return None
         return execution
 
     async def _attempt(self, job: Job, execution: Execution, node: str) -> None:
-        started = await self._start(job, execution, node, check_forbid=execution.attempt == 1)
+        try:
+            started = await self._start(job, execution, node, check_forbid=execution.attempt == 1)
+        except _NotCommitted:
+            return
         if started is not None:
             await self._run(job, started, node)
 
@@ -201,7 +223,8 @@ class Dispatcher:
         key = execution.id
         self.live.begin(key)
         try:
-            finished = await self._stream(job, execution, node, adopt=adopt)
+            async with self._slots:
+                finished = await self._stream(job, execution, node, adopt=adopt)
         finally:
             self.live.end(key)
         if finished is not None:

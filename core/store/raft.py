@@ -35,6 +35,7 @@ log = logging.getLogger("dkron.raft")
 _MAX_EAGER_TICKS = 50
 # A batch of finishes carries their output: keep one log entry to about a megabyte.
 _MAX_BATCH_BYTES = 1 << 20
+_NO_CHUNKING_BYTES = 64 << 20
 
 
 class ReplicationError(Exception):
@@ -147,6 +148,12 @@ class RaftStore:
             # gRPC shares this process and is not fork-safe: snapshot in-process.
             useFork=False,
             appendEntriesUseBatch=False,
+            # pysyncobj 0.3.17 splits an entry bigger than this into chunks and marks
+            # the last one by comparing with the unpickled size, so a follower can
+            # unpickle a truncated entry ("pickle data was truncated", seen with a
+            # 150 kB batch). Entries here stay near 1 MB (a batch, or one 256 kB
+            # output): never chunk them.
+            appendEntriesBatchSizeBytes=_NO_CHUNKING_BYTES,
             dynamicMembershipChange=True,
             commandsWaitLeader=True,
             journalFile=journal,
