@@ -7,6 +7,7 @@ cheaper to observe from inside: encryption, write forwarding, the agent-only rol
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -39,7 +40,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def node(name: str, **overrides: Any) -> DkronServer:
         config = server_config(tmp_path / name, free_port(), **overrides)
-        server = DkronServer(config.__class__(**{**config.__dict__, "node_name": name}))
+        server = DkronServer(dataclasses.replace(config, node_name=name))
         await server.start()
         started.append(server)
         return server
@@ -108,3 +109,55 @@ async def test_an_agent_only_node_runs_jobs_targeted_by_tag(cluster: Any) -> Non
     [execution] = server.executions("batch")
     assert execution.node_name == "a1" and execution.success
     assert execution.output == b"on the agent\n"
+
+
+async def test_execution_done_on_a_follower_reaches_the_leader_first_report_wins(
+    cluster: Any,
+) -> None:
+    # The agent's fallback path: a node whose leader stream is gone reports the final
+    # result with Dkron's ExecutionDone to any server; a follower forwards it.
+    from datetime import UTC, datetime
+
+    import grpc.aio
+
+    from core.agent.convert import execution_to_proto
+    from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
+
+    first = await cluster("s1", bootstrap_expect=2)
+    assert first.gossip is not None
+    second = await cluster(
+        "s2", bootstrap_expect=2, retry_join=(first.gossip.address,), retry_interval=0.2
+    )
+    servers = [first, second]
+    leader = await wait_for(lambda: _leader(servers), timeout=20)
+    follower = second if leader is first else first
+
+    gate = follower.config.data_dir / "gate"  # type: ignore[operator]
+    job = shell("slow", f"while [ ! -e {gate} ]; do sleep 0.05; done; echo real")
+    config = {**(job.executor_config or {}), "shell": "true"}
+    await leader.set_job(
+        dataclasses.replace(job, executor_config=config, tags={"server": "true:1"})
+    )
+    await leader.run_job("slow")
+    [running] = await wait_for(lambda: leader.busy())
+
+    reported = dataclasses.replace(
+        running, success=True, output=b"reported\n", finished_at=datetime.now(UTC)
+    )
+    async with grpc.aio.insecure_channel(follower.rpc_address) as channel:
+        reply = await dkron_pb2_grpc.DkronServiceStub(channel).ExecutionDone(
+            dkron_pb2.ExecutionDoneRequest(execution=execution_to_proto(reported)), timeout=10
+        )
+    assert reply.payload == b"saved"
+    # Stored by the leader before it answered, then replicated to the follower.
+    [stored] = leader.executions("slow")
+    assert stored.finished_at is not None and stored.output == b"reported\n"
+    await wait_for(lambda: all(e.finished_at for e in follower.executions("slow")))
+
+    # The run's own final message arrives later and changes nothing: one report counts.
+    gate.touch()
+    await wait_for(lambda: not any(s.agent.active for s in servers))
+    [after] = leader.executions("slow")
+    assert after.output == b"reported\n"
+    job_after = leader.get_job("slow")
+    assert job_after is not None and job_after.success_count == 1
