@@ -221,3 +221,26 @@ def test_config_file_found_in_home_and_env_override(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("dkronctl: --bootstrap-expect only applies to servers")
+
+
+def test_a_node_bound_beyond_loopback_without_encrypt_warns_once(tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    try:
+        # The last --bind-addr wins: gossip, gRPC and Raft listen on every interface.
+        agent.start("--bind-addr", f"0.0.0.0:{free_port()}", "--advertise-addr", "127.0.0.1")
+        warning = "without --encrypt: gossip and Raft traffic is neither encrypted"
+        assert agent.stderr().count(warning) == 1
+        assert "bound to 0.0.0.0" in agent.stderr()
+    finally:
+        agent.kill9()
+
+    quiet = Agent(tmp_path / "encrypted")
+    quiet.workdir.mkdir()
+    try:
+        quiet.start(
+            "--bind-addr", f"0.0.0.0:{free_port()}", "--advertise-addr", "127.0.0.1",
+            "--encrypt", "4n1S3HqsIqA6XW1U0F1uRQ==",
+        )  # fmt: skip
+        assert "without --encrypt" not in quiet.stderr()
+    finally:
+        quiet.kill9()
