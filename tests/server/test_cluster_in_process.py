@@ -161,3 +161,65 @@ async def test_execution_done_on_a_follower_reaches_the_leader_first_report_wins
     assert after.output == b"reported\n"
     job_after = leader.get_job("slow")
     assert job_after is not None and job_after.success_count == 1
+
+
+async def _dkronctl(*args: str) -> tuple[int, str, str]:
+    # Not subprocess.run: the servers answering it run on this very event loop.
+    import asyncio
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "dkronctl"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_raft_remove_peer_takes_a_dead_server_out(cluster: Any) -> None:
+    first = await cluster("s1", bootstrap_expect=3)
+    assert first.gossip is not None
+    seed = (first.gossip.address,)
+    others = [
+        await cluster(name, bootstrap_expect=3, retry_join=seed, retry_interval=0.2)
+        for name in ("s2", "s3")
+    ]
+    servers = [first, *others]
+    await wait_for(lambda: _leader(servers), timeout=20)
+    await wait_for(lambda: all(len(s.store.raft_peers()) == 3 for s in servers), timeout=20)
+
+    # s3 dies without leaving: it stays in the configuration until an operator acts.
+    dead = next(s for s in servers if not s.is_leader)
+    await dead.stop(drain_timeout=0, leave=False)
+    alive = [s for s in servers if s is not dead]
+    survivor = next(s for s in alive if not s.is_leader) if len(alive) > 1 else alive[0]
+    # The leader re-adds servers gossip shows alive (Dkron's reconcile): an operator
+    # removes one that gossip reports failed.
+    name = dead.config.node_name
+
+    def failed() -> bool:
+        return all(
+            any(m["Name"] == name and m["statusText"] == "failed" for m in s.members())
+            for s in alive
+        )
+
+    await wait_for(failed, timeout=15)
+
+    code, _, err = await _dkronctl("raft", "remove-peer", "--peer-id", "nope",
+                                   "--rpc-addr", survivor.rpc_address)  # fmt: skip
+    assert (code, err) == (1, 'dkronctl: id "nope" was not found in the Raft configuration\n')
+
+    code, out, err = await _dkronctl(
+        "raft", "remove-peer", "--peer-id", name, "--rpc-addr", survivor.rpc_address
+    )
+    assert (code, out, err) == (0, f"removed peer {name}\n", "")
+    await wait_for(lambda: all(len(s.store.raft_peers()) == 2 for s in alive), timeout=10)
+
+    code, out, _ = await _dkronctl("raft", "list-peers", "--rpc-addr", survivor.rpc_address)
+    assert code == 0 and name not in out
+    assert sorted(line.split()[0] for line in out.splitlines()[1:]) == sorted(
+        s.config.node_name for s in alive
+    )
