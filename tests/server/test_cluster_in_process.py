@@ -223,3 +223,21 @@ async def test_raft_remove_peer_takes_a_dead_server_out(cluster: Any) -> None:
     assert sorted(line.split()[0] for line in out.splitlines()[1:]) == sorted(
         s.config.node_name for s in alive
     )
+
+
+async def test_a_fresh_server_joins_a_running_cluster_and_catches_up(cluster: Any) -> None:
+    first = await cluster("s1", bootstrap_expect=1)
+    assert first.gossip is not None
+    await wait_for(lambda: first.is_leader)
+    await first.set_job(shell("before", "echo old"))
+
+    # No --bootstrap-expect: it finds the group through gossip and waits to be added.
+    late = await cluster(
+        "s2", bootstrap_expect=0, retry_join=(first.gossip.address,), retry_interval=0.2
+    )
+    await wait_for(lambda: late.store.started, timeout=15)
+    await wait_for(lambda: len(first.store.raft_peers()) == 2, timeout=15)
+    await wait_for(lambda: late.get_job("before") is not None, timeout=15)
+    # And it takes writes, forwarded to the leader.
+    await late.set_job(shell("after", "echo new"))
+    await wait_for(lambda: first.get_job("after") is not None)
