@@ -10,7 +10,6 @@ servers that are missing and removes servers that left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -145,27 +144,34 @@ async def form_raft_group(
         await asyncio.sleep(_POLL)
 
 
-async def reconcile_peers(store: RaftStore, view: ClusterView) -> None:
-    """Leader only: add alive servers missing from Raft, remove servers that left.
+async def reconcile_peers(store: RaftStore, view: ClusterView) -> bool:
+    """Leader only: add an alive server missing from Raft, or remove one that left.
 
-    One change at a time, as pysyncobj requires."""
+    One change per call, as pysyncobj requires; True if one was made."""
     if not store.is_leader:
-        return
+        return False
     configuration = set(store.raft_peers())
     for member in view.servers():
         address = member.tags.get("raft_addr")
         if address and address not in configuration:
             log.info("raft: adding server %s (%s)", member.name, address)
-            with contextlib.suppress(ReplicationError):
+            try:
                 await store.add_peer(address)
-            return
+            except ReplicationError as exc:
+                log.warning("raft: server %s not added: %s", member.name, exc)
+                return False
+            return True
     for member in _left(view.servers(alive_only=False)):
         address = member.tags.get("raft_addr")
         if address and address in configuration and address != store.config.bind:
             log.info("raft: removing server %s (%s): it left", member.name, address)
-            with contextlib.suppress(ReplicationError):
+            try:
                 await store.remove_peer(address)
-            return
+            except ReplicationError as exc:
+                log.warning("raft: server %s not removed: %s", member.name, exc)
+                return False
+            return True
+    return False
 
 
 def _left(members: Iterable[MemberInfo]) -> list[MemberInfo]:

@@ -155,6 +155,7 @@ class DkronServer:
         self.gossip: Gossip | None = None
         self.view: ClusterView | None = None
         self.on_leave: Callable[[], None] | None = None
+        self._membership_changed = asyncio.Event()
         self._left = False
         state.job_listeners.append(self._job_changed)
 
@@ -216,22 +217,26 @@ class DkronServer:
 
     async def _maintain(self) -> None:
         """Keep Raft's configuration in step with gossip (leader) and the saved peers
-        current (every server)."""
-        assert self.view is not None
-        rounds = 0
+        current (every server): on every membership event, and every 5 s anyway."""
+        assert self.view is not None and self.gossip is not None
+        changed = self._membership_changed
+        self.gossip.on_change(lambda _member: changed.set())
         while True:
-            await asyncio.sleep(0.5)
-            rounds += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await changed.wait()
+            changed.clear()
             try:
                 if self.store.started:
-                    await reconcile_peers(self.store, self.view)
-                    if rounds % 10 == 0:
-                        self.store.refresh_saved_peers()
+                    while await reconcile_peers(self.store, self.view):
+                        pass  # one change at a time, until nothing is left to do
+                    self.store.refresh_saved_peers()
             except Exception:
                 log.exception("cluster maintenance failed")
 
     def _leadership_changed(self, leader: bool) -> None:
         if leader:
+            self._membership_changed.set()
             self._spawn(self._become_leader())
         else:
             # _leader_term keeps the old term: anything still in flight carries it and
