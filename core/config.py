@@ -154,7 +154,12 @@ class AgentConfig:
             datacenter=self.datacenter,
             region=self.region,
             tags=dict(self.tags),
-            bootstrap_expect=self.bootstrap_expect,
+            # --dev alone is a single node, as Dkron's dev mode bootstraps itself.
+            bootstrap_expect=(
+                1
+                if self.dev and self.bootstrap_expect == 0 and not (self.join or self.retry_join)
+                else self.bootstrap_expect
+            ),
             encrypt=self.encrypt or None,
             server=self.server,
             gossip_port=self.gossip_port,

@@ -198,7 +198,7 @@ class DkronServer:
         formation = form_raft_group(
             self.store, self.view, config.bootstrap_expect, self.raft_address
         )
-        if self.store.saved_peers() is not None or config.bootstrap_expect <= 1:
+        if self.store.saved_peers() is not None or config.bootstrap_expect == 1:
             await formation  # immediate: no one to wait for
         else:
             self._spawn(formation)

@@ -280,6 +280,9 @@ def test_to_server_config(tmp_path: Path) -> None:
     assert server.encrypt is None
     dev = load(tmp_path, {"dev": True}).to_server_config()
     assert dev.data_dir is None
+    assert dev.bootstrap_expect == 1  # --dev alone bootstraps itself
+    joining = load(tmp_path, {"server": True, "dev": True, "join": ["h:1"]}).to_server_config()
+    assert joining.bootstrap_expect == 0  # ...unless it joins a cluster
 
 
 @pytest.mark.parametrize(

@@ -235,6 +235,7 @@ async def test_a_fresh_server_joins_a_running_cluster_and_catches_up(cluster: An
     late = await cluster(
         "s2", bootstrap_expect=0, retry_join=(first.gossip.address,), retry_interval=0.2
     )
+    assert not late.store.started  # start-up did not wait for the join
     await wait_for(lambda: late.store.started, timeout=15)
     await wait_for(lambda: len(first.store.raft_peers()) == 2, timeout=15)
     await wait_for(lambda: late.get_job("before") is not None, timeout=15)
