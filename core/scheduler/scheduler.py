@@ -120,8 +120,12 @@ class Scheduler:
         self._changed.set()
 
     def load(self, jobs: Iterable[Job], last_fires: dict[str, datetime]) -> list[Fire]:
-        """Schedule every job at leadership start; returns catch-up fires owed under
-        ``misfire_policy: run_once`` for ticks missed while nobody was leader."""
+        """Schedule exactly ``jobs`` at leadership start; returns the fires owed: the
+        latest tick at most LATE_TOLERANCE late, or under ``misfire_policy: run_once``
+        the latest tick missed (within its grace) while nobody was leader."""
+        # Jobs deleted or changed while this server followed are not in the heap's
+        # view of things: start from the state alone.
+        self.clear()
         now = self._clock()
         owed: list[Fire] = []
         for job in jobs:

@@ -102,3 +102,14 @@ def test_starts_at_and_expires_at_bound_the_schedule() -> None:
     later = T0 + timedelta(hours=2)
     assert scheduler.set_job(job("s", "@every 1m", starts_at=later)) >= later
     assert scheduler.set_job(job("e", "@every 1m", expires_at=T0 - timedelta(seconds=1))) is None
+
+
+def test_load_forgets_jobs_that_are_gone_from_the_state() -> None:
+    # A job deleted while this server followed must not fire when it leads again.
+    clock = Clock(T0)
+    scheduler = Scheduler(ignore, clock)
+    scheduler.load([job("kept", "* * * * * *"), job("deleted", "* * * * * *")], {})
+    scheduler.load([job("kept", "* * * * * *")], {})
+    clock.now = T0 + timedelta(seconds=3)
+    assert {f.job_name for f in scheduler._due(clock.now)} == {"kept"}
+    assert len(scheduler) == 1
