@@ -23,6 +23,12 @@ __all__ = ["LATE_TOLERANCE", "Fire", "Scheduler", "next_fire"]
 log = logging.getLogger("dkron.scheduler")
 
 _EPSILON = timedelta(microseconds=1)
+
+
+def _ns(nanoseconds: int) -> timedelta:
+    return timedelta(microseconds=nanoseconds // 1000)
+
+
 # A tick at most this late when a leader takes over is late, not missed (Quartz's
 # misfire threshold, shorter): an election of a second or two must not cost a run
 # of an every-second job, whatever its misfire policy.
@@ -131,10 +137,7 @@ class Scheduler:
         for job in jobs:
             last = last_fires.get(job.name)
             if last is not None and _schedulable(job):
-                if job.misfire_policy == MISFIRE_RUN_ONCE:
-                    owed_fire = self._missed(job, last, now)
-                else:
-                    owed_fire = self._late(job, last, now)
+                owed_fire = self._owed(job, last, now)
                 if owed_fire is not None:
                     owed.append(owed_fire)
             # Missed ticks are otherwise skipped: schedule from now.
@@ -142,36 +145,26 @@ class Scheduler:
         return owed
 
     @staticmethod
-    def _late(job: Job, last: datetime, now: datetime) -> Fire | None:
-        """The latest tick since ``last`` if it is within LATE_TOLERANCE of now."""
+    def _owed(job: Job, last: datetime, now: datetime) -> Fire | None:
+        """The one fire owed for ticks between ``last`` (launched) and ``now``."""
         try:
             schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
         except ScheduleError:
             return None
-        latest = None
-        moment = next_fire(schedule, job, max(last, now - LATE_TOLERANCE))
+        since = max(last, now - LATE_TOLERANCE)  # late, not missed
+        if job.misfire_policy == MISFIRE_RUN_ONCE:
+            # Judged by the first missed tick: past the grace, nothing is owed.
+            missed = next_fire(schedule, job, last)
+            grace = job.misfire_grace_ns()
+            if missed is not None and grace is not None and now - missed > _ns(grace):
+                return None
+            since = last
+        latest = None  # only the latest tick runs, once
+        moment = next_fire(schedule, job, since)
         while moment is not None and moment <= now:
             latest = moment
             moment = next_fire(schedule, job, moment)
         return None if latest is None else Fire(job.name, latest, catch_up=True)
-
-    @staticmethod
-    def _missed(job: Job, last: datetime, now: datetime) -> Fire | None:
-        try:
-            schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
-        except ScheduleError:
-            return None
-        missed = next_fire(schedule, job, last)
-        if missed is None or missed > now:
-            return None
-        grace = job.misfire_grace_ns()
-        late_ns = (now - missed) // timedelta(microseconds=1) * 1000
-        if grace is not None and late_ns > grace:
-            return None
-        latest = missed  # only the latest missed tick runs, once
-        while (following := next_fire(schedule, job, latest)) is not None and following <= now:
-            latest = following
-        return Fire(job.name, latest, catch_up=True)
 
     # -- running ---------------------------------------------------------------------------
 
