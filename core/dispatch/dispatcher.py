@@ -118,13 +118,15 @@ class Dispatcher:
         """Start a run in the background; returns at once."""
         self._spawn(self._launch(job_name, scheduled_at, run_id, manual), f"launch-{job_name}")
 
-    async def _close(self, run_id: str) -> None:
-        if not run_id:
+    async def _close(self, *run_ids: str) -> None:
+        """Mark launches that will never run, so no later leader dispatches them."""
+        run_ids = tuple(r for r in run_ids if r)
+        if not run_ids:
             return
         try:
-            await self._store.apply(CloseLaunches((run_id,)))
+            await self._store.apply(CloseLaunches(run_ids))
         except (ReplicationError, StoreError) as exc:
-            log.warning("launch %s not closed: %s", run_id, exc)
+            log.warning("launch(es) %s not closed: %s", ", ".join(run_ids), exc)
 
     async def _launch(
         self, job_name: str, scheduled_at: datetime | None, run_id: str, manual: bool
@@ -293,13 +295,16 @@ class Dispatcher:
         execution: Execution,
         received: int,
     ) -> tuple[Execution | None, int]:
+        # Attaching to a run, the node first replays all its output so far: only what
+        # this server has not seen yet goes on to the live buffer.
+        replay_pending = request.adopt_only and received > 0
         async for message in self._stub(address).AgentRun(request):
             update = execution_from_proto(message.execution)
             if update.finished_at is None:
                 chunk = update.output
-                if chunk and request.adopt_only and received and len(chunk) >= received:
-                    # The first message after re-attaching replays everything so far.
-                    chunk, request.adopt_only = chunk[received:], False
+                if chunk and replay_pending:
+                    replay_pending = False
+                    chunk = chunk[received:] if len(chunk) >= received else chunk
                 if chunk:
                     self.live.append(execution.id, chunk)
                     received += len(chunk)
@@ -356,13 +361,7 @@ class Dispatcher:
             log.info("dispatching launch %s recorded by a previous leader", launch.run_id)
             self.launch(launch.job_name, scheduled_at=launch.scheduled_at, run_id=launch.run_id)
         if stale:
-            self._spawn(self._close_many(tuple(stale)), "close-stale-launches")
-
-    async def _close_many(self, run_ids: tuple[str, ...]) -> None:
-        try:
-            await self._store.apply(CloseLaunches(run_ids))
-        except (ReplicationError, StoreError) as exc:
-            log.warning("stale launches not closed: %s", exc)
+            self._spawn(self._close(*stale), "close-stale-launches")
 
     async def _adopt(self, execution: Execution) -> None:
         job = self._store.state.get_job(execution.job_name)

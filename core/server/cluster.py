@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 import grpc.aio
@@ -80,21 +80,26 @@ class ClusterView:
         return member.tags.get("rpc_addr") or None
 
 
-async def _remote_configuration(address: str) -> list[str] | None:
+async def _remote_configuration(channel: grpc.aio.Channel) -> list[str] | None:
     """A server's Raft configuration as Raft addresses (None: unreachable)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = dkron_pb2_grpc.DkronServiceStub(channel)
-        try:
-            reply = await stub.RaftGetConfiguration(empty_pb2.Empty(), timeout=_CONFIG_TIMEOUT)
-        except grpc.aio.AioRpcError:
-            return None
+    stub = dkron_pb2_grpc.DkronServiceStub(channel)
+    try:
+        reply = await stub.RaftGetConfiguration(empty_pb2.Empty(), timeout=_CONFIG_TIMEOUT)
+    except grpc.aio.AioRpcError:
+        return None
     return [server.address for server in reply.servers]
 
 
 async def form_raft_group(
-    store: RaftStore, view: ClusterView, bootstrap_expect: int, raft_address: str
+    store: RaftStore,
+    view: ClusterView,
+    bootstrap_expect: int,
+    raft_address: str,
+    channel: Callable[[str], grpc.aio.Channel],
 ) -> None:
-    """Start ``store`` once this server knows its Raft peers; runs until it has."""
+    """Start ``store`` once this server knows its Raft peers; runs until it has.
+
+    ``channel`` gives a (reused) gRPC channel to another server's RPC address."""
     saved = store.saved_peers()
     if saved is not None:
         log.info("raft: restarting with %d saved peer(s)", len(saved))
@@ -108,7 +113,7 @@ async def form_raft_group(
     while True:
         servers = [m for m in view.servers() if m.tags.get("raft_addr") != raft_address]
         addresses = [m.tags["rpc_addr"] for m in servers if m.tags.get("rpc_addr")]
-        configs = await asyncio.gather(*(_remote_configuration(a) for a in addresses))
+        configs = await asyncio.gather(*(_remote_configuration(channel(a)) for a in addresses))
         formed = [c for c in configs if c]
         if formed:
             configuration = max(formed, key=len)
@@ -154,24 +159,24 @@ async def reconcile_peers(store: RaftStore, view: ClusterView) -> bool:
     for member in view.servers():
         address = member.tags.get("raft_addr")
         if address and address not in configuration:
-            log.info("raft: adding server %s (%s)", member.name, address)
-            try:
-                await store.add_peer(address)
-            except ReplicationError as exc:
-                log.warning("raft: server %s not added: %s", member.name, exc)
-                return False
-            return True
+            return await _change(store.add_peer, "adding", member, address)
     for member in _left(view.servers(alive_only=False)):
         address = member.tags.get("raft_addr")
         if address and address in configuration and address != store.config.bind:
-            log.info("raft: removing server %s (%s): it left", member.name, address)
-            try:
-                await store.remove_peer(address)
-            except ReplicationError as exc:
-                log.warning("raft: server %s not removed: %s", member.name, exc)
-                return False
-            return True
+            return await _change(store.remove_peer, "removing", member, address)
     return False
+
+
+async def _change(
+    change: Callable[[str], Awaitable[None]], doing: str, member: MemberInfo, address: str
+) -> bool:
+    log.info("raft: %s server %s (%s)", doing, member.name, address)
+    try:
+        await change(address)
+    except ReplicationError as exc:
+        log.warning("raft: %s server %s failed: %s", doing, member.name, exc)
+        return False
+    return True
 
 
 def _left(members: Iterable[MemberInfo]) -> list[MemberInfo]:

@@ -35,25 +35,26 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
     def __init__(self, server: DkronServer) -> None:
         self._server = server
 
-    async def _leader_stub(self, context: Context) -> dkron_pb2_grpc.DkronServiceStub:
+    async def _forward(self, method: str, request: Any, context: Context) -> Any:
+        """Make the same call on the leader and pass its answer (or error) back."""
         address = self._server.leader_rpc_address()
         if address is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no raft leader")
         assert address is not None
-        return dkron_pb2_grpc.DkronServiceStub(self._server.channel(address))
+        stub = dkron_pb2_grpc.DkronServiceStub(self._server.channel(address))
+        try:
+            return await getattr(stub, method)(request, timeout=_FORWARD_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "forwarding failed")
 
     async def ExecutionDone(
         self, request: dkron_pb2.ExecutionDoneRequest, context: Context
     ) -> dkron_pb2.ExecutionDoneResponse:
         server = self._server
         if not server.is_leader:
-            stub = await self._leader_stub(context)
-            try:
-                reply: dkron_pb2.ExecutionDoneResponse = await stub.ExecutionDone(
-                    request, timeout=_FORWARD_TIMEOUT
-                )
-            except grpc.aio.AioRpcError as exc:
-                await context.abort(exc.code(), exc.details() or "forwarding failed")
+            reply: dkron_pb2.ExecutionDoneResponse = await self._forward(
+                "ExecutionDone", request, context
+            )
             return reply
         execution = execution_from_proto(request.execution)
         try:
@@ -69,20 +70,12 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
     async def RunJob(
         self, request: dkron_pb2.RunJobRequest, context: Context
     ) -> dkron_pb2.RunJobResponse:
-        server = self._server
-        if not server.is_leader:
-            stub = await self._leader_stub(context)
-            try:
-                reply: dkron_pb2.RunJobResponse = await stub.RunJob(
-                    request, timeout=_FORWARD_TIMEOUT
-                )
-            except grpc.aio.AioRpcError as exc:
-                await context.abort(exc.code(), exc.details() or "forwarding failed")
-            return reply
         try:
-            job = await server.run_job(request.job_name)
+            job = await self._server.run_job(request.job_name)  # forwards to the leader
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except StoreError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return dkron_pb2.RunJobResponse(job=job_to_proto(job))
 
     async def GetJob(
@@ -130,11 +123,7 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
             )
         assert address is not None
         if not server.is_leader:
-            stub = await self._leader_stub(context)
-            try:
-                await stub.RaftRemovePeerByID(request, timeout=_FORWARD_TIMEOUT)
-            except grpc.aio.AioRpcError as exc:
-                await context.abort(exc.code(), exc.details() or "forwarding failed")
+            await self._forward("RaftRemovePeerByID", request, context)
             return empty_pb2.Empty()
         if address == server.store.config.bind:
             await context.abort(

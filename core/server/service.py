@@ -89,20 +89,6 @@ class ServerConfig:
     gossip_suspect_timeout: float = 3.0
 
 
-def _free_port(host: str) -> int:
-    """A port free for both UDP and TCP (gossip uses both on one port)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-            return port
-
-
 class DkronServer:
     """A server (``config.server``) or a plain agent: gossip, the agent-run service,
     and on servers Raft, the scheduler (when leading) and the dispatcher."""
@@ -172,11 +158,10 @@ class DkronServer:
         self.rpc_address = f"{self.advertise_host}:{port}"
         await self._grpc.start()
 
-        gossip_port = config.gossip_port or _free_port(config.bind_host)
         self.gossip = Gossip(
             node_name=config.node_name,
             bind_host=config.bind_host,
-            bind_port=gossip_port,
+            bind_port=config.gossip_port,  # 0: Gossip picks one free for UDP and TCP
             advertise_host=self.advertise_host,
             tags=self.tags(),
             secret=config.encrypt,
@@ -196,7 +181,7 @@ class DkronServer:
             return
         self.store.on_leadership(self._leadership_changed)
         formation = form_raft_group(
-            self.store, self.view, config.bootstrap_expect, self.raft_address
+            self.store, self.view, config.bootstrap_expect, self.raft_address, self.channel
         )
         if self.store.saved_peers() is not None or config.bootstrap_expect == 1:
             await formation  # immediate: no one to wait for

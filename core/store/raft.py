@@ -97,6 +97,7 @@ class RaftStore:
             self._raft_dir = Path(config.data_dir) / "raft"
             self._raft_dir.mkdir(parents=True, exist_ok=True)
         self._sync: SyncObj | None = None
+        self._written_peers: list[str] | None = None  # what peers.json holds, once written
         self._ticker: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._leadership_listeners: list[Callable[[bool], None]] = []
@@ -136,6 +137,7 @@ class RaftStore:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        self._written_peers = sorted(peers)
 
     def _build(self, peers: Sequence[str]) -> SyncObj:
         journal = dump = None
@@ -183,15 +185,6 @@ class RaftStore:
         ]
         return sorted([self.config.bind, *others])
 
-    def connected_peers(self) -> set[str]:
-        if self._sync is None:
-            return set()
-        status = self._sync.getStatus()
-        prefix = "partner_node_status_server_"
-        return {
-            k.removeprefix(prefix) for k, v in status.items() if k.startswith(prefix) and v == 2
-        }
-
     async def _membership(self, change: Callable[..., None], address: str) -> None:
         if self._sync is None:
             raise ReplicationError("raft has not started on this server")
@@ -210,10 +203,13 @@ class RaftStore:
         try:
             change(address, callback=done)
             self._kick.set()
-            await future
+            async with asyncio.timeout(self.config.apply_timeout):
+                await future
+        except TimeoutError:
+            raise ReplicationError(f"membership change of {address} timed out") from None
         finally:
             self._pending -= 1
-        self._save_peers([p for p in self.raft_peers() if p != self.config.bind])
+        self.refresh_saved_peers()
 
     async def add_peer(self, address: str) -> None:
         """Add a server (leader only); it must not already be voting elsewhere."""
@@ -228,8 +224,8 @@ class RaftStore:
         """Record the live configuration, so a restart starts from the latest one."""
         if self._sync is None or self._peers_file() is None:
             return
-        current = [p for p in self.raft_peers() if p != self.config.bind]
-        if self.saved_peers() != sorted(current):
+        current = sorted(p for p in self.raft_peers() if p != self.config.bind)
+        if current != self._written_peers:
             self._save_peers(current)
 
     def transfer_leadership(self) -> None:
