@@ -89,3 +89,31 @@ def check_target(value: float, goal: float, higher_is_better: bool) -> str:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """The first line every benchmark prints: what it ran on, and how loaded."""
+    return (
+        f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB, "
+        f"Python {machine['python']}, {machine['date']}, load {machine['loadavg_at_start']}"
+    )
+
+
+def write_report(
+    path: Path,
+    machine: dict[str, Any],
+    args: Any,
+    targets: dict[str, tuple[float, bool]],
+    results: Any,
+) -> None:
+    """The JSON every benchmark writes: machine, arguments, targets, results."""
+    write_json(
+        path,
+        {
+            "machine": machine,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "targets": {k: {"goal": g, "higher_is_better": h} for k, (g, h) in targets.items()},
+            "results": results,
+        },
+    )
+    print(f"wrote {path}")

@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests" / "cluster"))
-from _common import check_target, loadavg, machine_info, percentile, write_json
+from _common import check_target, loadavg, machine_info, machine_line, percentile, write_report
 from cluster_harness import ZERO_TIME, Cluster, NodeError, epoch, poll
 
 TARGETS: dict[str, tuple[float, bool]] = {
@@ -352,10 +352,7 @@ def main() -> None:
     # SIGTERM (e.g. `timeout`) unwinds through the finally blocks, which reap every node.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     machine = machine_info()
-    print(
-        f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB, "
-        f"Python {machine['python']}, {machine['date']}, load {machine['loadavg_at_start']}"
-    )
+    print(machine_line(machine))
     print(
         f"{args.servers} servers, {args.agents} agents, {args.jobs} jobs @every {args.period} "
         f"(misfire {args.misfire}), {args.kills} leader kills, {args.steady:g}s between"
@@ -371,16 +368,7 @@ def main() -> None:
     print_table(result, args.misfire)
     for error in result["errors"]:
         print(f"error: {error}")
-    write_json(
-        args.json,
-        {
-            "machine": machine,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "targets": {k: {"goal": g, "higher_is_better": h} for k, (g, h) in TARGETS.items()},
-            "results": result,
-        },
-    )
-    print(f"wrote {args.json}")
+    write_report(args.json, machine, args, TARGETS, result)
 
 
 if __name__ == "__main__":

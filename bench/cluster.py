@@ -32,7 +32,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests" / "cluster"))
-from _common import check_target, loadavg, machine_info, percentile, rss_mb, write_json
+from _common import (
+    check_target,
+    loadavg,
+    machine_info,
+    machine_line,
+    percentile,
+    rss_mb,
+    write_report,
+)
 from cluster_harness import ZERO_TIME, Cluster, Node, epoch
 from scheduler import DEFAULT_POOL, CpuMeter, phase_bare, window_stats
 
@@ -271,10 +279,7 @@ def main() -> None:
     # SIGTERM (e.g. `timeout`) unwinds through the finally blocks, which reap every node.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     machine = machine_info()
-    print(
-        f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB, "
-        f"Python {machine['python']}, {machine['date']}, load {machine['loadavg_at_start']}"
-    )
+    print(machine_line(machine))
     print(
         f"{args.servers} servers + {args.agents} agents, {args.jobs} jobs @every 1s "
         f"(spread {args.spread}), window {args.window}s after {args.warmup}s warm-up"
@@ -296,16 +301,7 @@ def main() -> None:
     machine["loadavg_at_end"] = loadavg()
     print()
     print_table(build_rows(ours, bare))
-    write_json(
-        args.out,
-        {
-            "machine": machine,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "targets": {k: {"goal": g, "higher_is_better": h} for k, (g, h) in TARGETS.items()},
-            "results": {"cluster": ours, "bare": bare},
-        },
-    )
-    print(f"wrote {args.out}")
+    write_report(args.out, machine, args, TARGETS, {"cluster": ours, "bare": bare})
 
 
 if __name__ == "__main__":

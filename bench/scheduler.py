@@ -43,7 +43,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import check_target, loadavg, machine_info, percentile, rss_mb, write_json
+from _common import (
+    check_target,
+    loadavg,
+    machine_info,
+    machine_line,
+    percentile,
+    rss_mb,
+    write_report,
+)
 
 # Repository root on the path, so `python bench/scheduler.py` works without installing.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
@@ -954,10 +962,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     machine = machine_info()
-    print(
-        f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB, "
-        f"Python {machine['python']}, {machine['date']}, load {machine['loadavg_at_start']}"
-    )
+    print(machine_line(machine))
     results: dict[str, Any] = {"throughput": {}, "scale": {}}
     budget = args.window + args.warmup + 120
     for n in args.jobs:
@@ -997,16 +1002,7 @@ def main() -> None:
     print()
     print_table(build_rows(results))
     print(f"load average at end: {machine['loadavg_at_end']}")
-    write_json(
-        args.out,
-        {
-            "machine": machine,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "targets": {k: {"goal": g, "higher_is_better": h} for k, (g, h) in TARGETS.items()},
-            "results": results,
-        },
-    )
-    print(f"wrote {args.out}")
+    write_report(args.out, machine, args, TARGETS, results)
 
 
 if __name__ == "__main__":
