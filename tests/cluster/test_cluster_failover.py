@@ -32,6 +32,25 @@ def cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
     return make_cluster(servers=3, agents=1, tags={"a1": {"pool": "worker"}})
 
 
+def create_tick_pair(cluster: Cluster, tmp_path: Path, prefix: str, grace: str) -> dict[str, Path]:
+    """Two `@every 1s` jobs on the worker, misfire `skip` and `run_once` (within
+    ``grace``); job name -> the file each run appends a line to."""
+    jobs = {
+        f"{prefix}-skip": tmp_path / "skip.runs",
+        f"{prefix}-run-once": tmp_path / "run-once.runs",
+    }
+    cluster.create_job(tick_job(f"{prefix}-skip", jobs[f"{prefix}-skip"]))
+    cluster.create_job(
+        tick_job(
+            f"{prefix}-run-once",
+            jobs[f"{prefix}-run-once"],
+            misfire_policy="run_once",
+            misfire_grace=grace,
+        )
+    )
+    return jobs
+
+
 def tick_job(name: str, runs: Path, **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -118,19 +137,7 @@ def test_kill_9_of_the_leader_another_server_schedules_within_2s_and_nothing_run
 ) -> None:
     cluster.heal()
     worker = cluster.agents[0].name
-    jobs = {
-        "kill-skip": tmp_path / "skip.runs",
-        "kill-run-once": tmp_path / "run-once.runs",
-    }
-    cluster.create_job(tick_job("kill-skip", jobs["kill-skip"]))
-    cluster.create_job(
-        tick_job(
-            "kill-run-once",
-            jobs["kill-run-once"],
-            misfire_policy="run_once",
-            misfire_grace="30s",
-        )
-    )
+    jobs = create_tick_pair(cluster, tmp_path, "kill", grace="30s")
     steady_from = time.time()
     wait_ticks(cluster, jobs, steady_from + 2)
 
@@ -177,19 +184,7 @@ def test_sigstop_of_the_leader_for_10s_then_sigcont_keeps_one_leader_and_no_doub
 ) -> None:
     cluster.heal()
     worker = cluster.agents[0].name
-    jobs = {
-        "pause-skip": tmp_path / "skip.runs",
-        "pause-run-once": tmp_path / "run-once.runs",
-    }
-    cluster.create_job(tick_job("pause-skip", jobs["pause-skip"]))
-    cluster.create_job(
-        tick_job(
-            "pause-run-once",
-            jobs["pause-run-once"],
-            misfire_policy="run_once",
-            misfire_grace="60s",
-        )
-    )
+    jobs = create_tick_pair(cluster, tmp_path, "pause", grace="60s")
     wait_ticks(cluster, jobs, time.time() + 2)
 
     old = cluster.leader()
