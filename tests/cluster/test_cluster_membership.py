@@ -294,17 +294,21 @@ def test_an_agent_joining_later_with_tags_is_listed_and_gets_work(cluster: Clust
     assert execution["output"] == "late\n"
 
 
+def wait_alive_at_leader(cluster: Cluster, name: str) -> None:
+    poll(
+        lambda: any(
+            m["Name"] == name and m["Status"] == 1 for m in cluster.members(via=cluster.leader())
+        ),
+        20,
+        f"{name} alive in the leader's members",
+    )
+
+
 def test_an_agent_killed_mid_run_leaves_a_failed_execution_not_a_running_one(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     victim = cluster.add_agent("a3", tags={"role_in_test": "victim"})
-    poll(
-        lambda: any(
-            m["Name"] == "a3" and m["Status"] == 1 for m in cluster.members(via=cluster.leader())
-        ),
-        20,
-        "a3 alive in the leader's members",
-    )
+    wait_alive_at_leader(cluster, "a3")
     marker = tmp_path / "started"
     cluster.create_job(
         shell_job("long-on-victim", f"touch {marker}; sleep 60", {"role_in_test": "victim"})
@@ -347,13 +351,7 @@ def test_an_agent_killed_mid_run_leaves_a_failed_execution_not_a_running_one(
 
 def test_an_agent_stopped_with_sigterm_leaves_gracefully(cluster: Cluster) -> None:
     leaving = cluster.add_agent("a4", tags={"tag": "leaving"})
-    poll(
-        lambda: any(
-            m["Name"] == "a4" and m["Status"] == 1 for m in cluster.members(via=cluster.leader())
-        ),
-        20,
-        "a4 alive in the leader's members",
-    )
+    wait_alive_at_leader(cluster, "a4")
     assert leaving.stop() == 0, leaving.tail()
     # A goodbye, not a failure: every server shows it as left.
     for server in cluster.servers:
