@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from gossip_helpers import FAST, free_port
+from gossip_helpers import FAST, MakeNode, free_port
 
 from core.membership import Gossip
-
-MakeNode = Callable[..., Coroutine[Any, Any, Gossip]]
 
 
 @pytest.fixture

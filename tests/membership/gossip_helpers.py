@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
+
+from support import REPO_ROOT, wait_for
 
 from core.membership import Gossip, MemberInfo
 
-__all__ = ["FAIL_DEADLINE", "FAST", "free_port", "status_of", "view"]
+__all__ = [
+    "FAIL_DEADLINE",
+    "FAST",
+    "MakeNode",
+    "free_port",
+    "gossip_child",
+    "status_of",
+    "view",
+]
+
+MakeNode = Callable[..., Coroutine[Any, Any, Gossip]]
 
 # Quick timings so failures show within about two seconds.
 FAST: dict[str, Any] = {
@@ -43,3 +59,24 @@ def view(node: Gossip) -> dict[str, MemberInfo]:
 def status_of(node: Gossip, name: str) -> str | None:
     member = view(node).get(name)
     return None if member is None else member.status
+
+
+@contextlib.asynccontextmanager
+async def gossip_child(
+    script: str, seed: str, nodes: list[Gossip]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A Gossip node named "child" in its own process, joined through ``seed`` and seen
+    alive by ``nodes``; killed and reaped on the way out."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(free_port()), seed,
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 15)).strip() == b"joined 1"
+        await wait_for(lambda: all(status_of(n, "child") == "alive" for n in nodes), timeout=5)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -8,14 +8,12 @@ import os
 import re
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import MakeNode
-from gossip_helpers import FAIL_DEADLINE, FAST, free_port, status_of, view
-from support import REPO_ROOT, wait_for
+from gossip_helpers import FAIL_DEADLINE, FAST, MakeNode, free_port, gossip_child, status_of, view
+from support import wait_for
 
 from core.membership import Gossip, MemberInfo
 
@@ -172,37 +170,18 @@ asyncio.run(main())
 
 async def test_process_killed_with_sigkill_becomes_failed(make_node: MakeNode) -> None:
     nodes = await cluster(make_node, 2)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CHILD, str(free_port()), nodes[0].address,
-        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 15)
-        assert line.strip() == b"joined 1"
-        await wait_for(lambda: all(status_of(n, "child") == "alive" for n in nodes), timeout=5)
+    async with gossip_child(_CHILD, nodes[0].address, nodes) as proc:
         assert view(nodes[1])["child"].tags == {"kind": "subprocess"}
         os.kill(proc.pid, signal.SIGKILL)
         assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
         await wait_for(
             lambda: all(status_of(n, "child") == "failed" for n in nodes), timeout=FAIL_DEADLINE
         )
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_paused_process_fails_then_comes_back_alive(make_node: MakeNode) -> None:
     nodes = await cluster(make_node, 2)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CHILD, str(free_port()), nodes[0].address,
-        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert (await asyncio.wait_for(proc.stdout.readline(), 15)).strip() == b"joined 1"
-        await wait_for(lambda: all(status_of(n, "child") == "alive" for n in nodes), timeout=5)
+    async with gossip_child(_CHILD, nodes[0].address, nodes) as proc:
         os.kill(proc.pid, signal.SIGSTOP)
         try:
             await wait_for(
@@ -212,9 +191,6 @@ async def test_paused_process_fails_then_comes_back_alive(make_node: MakeNode) -
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         await wait_for(lambda: all(status_of(n, "child") == "alive" for n in nodes), timeout=5)
-    finally:
-        proc.kill()
-        await proc.wait()
 
 
 @pytest.mark.parametrize("how", ["close", "leave"])
