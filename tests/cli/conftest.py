@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import Agent
+from agent_process import Agent
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import DKRONCTL, Agent, clean_env, free_port, wait_for
+from agent_process import DKRONCTL, Agent, clean_env, free_port, wait_for
 
 ZERO = "0001-01-01T00:00:00Z"
 

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_helpers import DKRONCTL, Agent, clean_env, free_port, run_cli, wait_for
+from agent_process import DKRONCTL, Agent, clean_env, free_port, run_cli, wait_for
 
 TICK_YAML = """\
 name: tick

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,12 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-# The single-node CLI harness lives beside these tests; its process helpers are reused.
-_CLI_TESTS = str(Path(__file__).resolve().parent.parent / "cli")
-if _CLI_TESTS not in sys.path:
-    sys.path.insert(0, _CLI_TESTS)
-
-from cli_helpers import DKRONCTL, Result, clean_env, run_cli  # noqa: E402
+from agent_process import DKRONCTL, Result, clean_env, run_cli
 
 __all__ = [
     "DKRONCTL",

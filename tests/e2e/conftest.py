@@ -6,20 +6,12 @@ makes agents for the tests that kill or restart them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-# cli_helpers lives beside the CLI tests; without packages its directory is only on the
-# path when pytest collected from there, so put it there for `pytest tests/e2e` too.
-_CLI_TESTS = str(Path(__file__).resolve().parent.parent / "cli")
-if _CLI_TESTS not in sys.path:
-    sys.path.insert(0, _CLI_TESTS)
-
-from cli_helpers import Agent  # noqa: E402
-from e2e_helpers import Api  # noqa: E402
+from agent_process import Agent
+from e2e_helpers import Api
 
 
 @pytest.fixture(scope="module")

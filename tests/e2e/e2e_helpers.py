@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import Any
 
-from cli_helpers import Agent, wait_for
+from agent_process import Agent, wait_for
 
 __all__ = ["ZERO", "Api", "Reply", "finished", "parse_time", "shell_job", "wait_for"]
 

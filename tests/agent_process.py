@@ -1,4 +1,5 @@
-"""Real ``dkronctl agent`` processes and real ``dkronctl`` client invocations."""
+"""Real ``dkronctl agent`` processes and real ``dkronctl`` client invocations (shared by
+the CLI, end-to-end, cluster and security tests)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,9 @@ class Agent:
             *extra,
         ]
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
+        """Start the agent with ``extra`` flags (and ``env`` added to a clean environment)
+        and wait until it leads; secrets belong in ``env``, as operators should pass them."""
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
         self.stdout_path = self.workdir / f"agent-{self.starts}.out"
@@ -98,7 +101,7 @@ class Agent:
                 stdout=out,
                 stderr=err,
                 cwd=self.workdir,
-                env=clean_env(self.workdir),
+                env=clean_env(self.workdir, **(env or {})),
                 start_new_session=True,
             )
         self.wait_healthy()
