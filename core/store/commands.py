@@ -9,15 +9,23 @@ from datetime import datetime
 from core.jobs.model import Execution, Job
 
 __all__ = [
+    "ACL_TOKEN_TYPES",
+    "AclBootstrap",
+    "AclPolicy",
+    "AclToken",
     "Barrier",
     "Batch",
     "CloseLaunches",
     "Command",
+    "DeleteAclPolicy",
+    "DeleteAclToken",
     "DeleteExecutions",
     "DeleteJob",
     "FinishExecution",
     "Launch",
     "RecordLaunches",
+    "SetAclPolicy",
+    "SetAclToken",
     "SetJob",
     "SetNext",
     "StartExecution",
@@ -110,6 +118,60 @@ class Batch:
     commands: tuple[StartExecution | FinishExecution, ...]
 
 
+ACL_TOKEN_TYPES = ("client", "management")
+
+
+@dataclass(frozen=True, slots=True)
+class AclPolicy:
+    """A named ACL policy: Dkron Pro's rules document, kept as its canonical JSON text
+    (``{"path": {"<glob>": {"capabilities": [...]}}}``; see ``core.acl``)."""
+
+    name: str
+    rules: str
+
+
+@dataclass(frozen=True, slots=True)
+class AclToken:
+    """An ACL token. Only the SHA-256 of its secret is stored, never the secret."""
+
+    accessor_id: str
+    secret_hash: str
+    name: str
+    type: str  # one of ACL_TOKEN_TYPES
+    policies: tuple[str, ...]
+    create_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SetAclPolicy:
+    policy: AclPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAclPolicy:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetAclToken:
+    token: AclToken
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAclToken:
+    """Revokes a token on every server as soon as it is applied."""
+
+    accessor_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AclBootstrap:
+    """The cluster's first management token and the default policy; refused once done."""
+
+    token: AclToken
+    policy: AclPolicy
+
+
 Command = (
     SetJob
     | DeleteJob
@@ -121,4 +183,9 @@ Command = (
     | CloseLaunches
     | Barrier
     | Batch
+    | SetAclPolicy
+    | DeleteAclPolicy
+    | SetAclToken
+    | DeleteAclToken
+    | AclBootstrap
 )

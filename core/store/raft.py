@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
+import io
 import json
 import logging
 import os
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.node import TCPNode
 
+from core.store import _raft_wire
+from core.store.codec import CodecError, decode_command, encode_command, read_snapshot
+from core.store.codec import write_snapshot as write_snapshot_file
 from core.store.commands import Batch, Command, FinishExecution, StartExecution
+from core.store.migrate import StoreFormatError, prepare_raft_dir
 from core.store.state import StoreError, StoreState
 
-__all__ = ["RaftConfig", "RaftStore", "ReplicationError"]
+__all__ = ["RaftConfig", "RaftStore", "ReplicationError", "StoreFormatError"]
 
 log = logging.getLogger("dkron.raft")
+
+# Every frame, entry and journal record pysyncobj decodes goes through the guards.
+_raft_wire.install()
 
 
 # Without a quorum a command cannot commit; stop spinning and fall back to the period.
@@ -65,23 +72,38 @@ class RaftConfig:
 
 
 class _Replicated(SyncObjConsumer):  # type: ignore[misc]
-    def __init__(self, state: StoreState) -> None:
+    def __init__(self, state: StoreState, on_fatal: Callable[[str], None]) -> None:
         super().__init__()
         self.state = state
+        self._on_fatal = on_fatal
 
+    # The one replicated method: pysyncobj numbers replicated methods by name, so its
+    # name is part of every journal entry.
     @replicated  # type: ignore[untyped-decorator]
-    def apply(self, command: Command) -> tuple[bool, Any]:
+    def apply(self, payload: bytes) -> tuple[bool, Any]:
         # An exception here would abort the tick; refusals travel back as values.
+        try:
+            command = decode_command(payload)
+        except CodecError as exc:
+            # Every server applies the same log: one that cannot read an entry must stop
+            # rather than diverge from the others.
+            self._on_fatal(f"cannot apply a Raft log entry: {exc}")
+            raise
         try:
             return True, self.state.apply(command)
         except StoreError as exc:
             return False, exc
 
+    # Without a data dir (--dev) pysyncobj keeps snapshots in memory and sends them to
+    # followers pickled: hand it our own encoding, as bytes.
     def _serialize(self) -> Any:
-        return self.state.snapshot()
+        buffer = io.BytesIO()
+        write_snapshot_file(buffer, self.state.snapshot_sections(), None)
+        return buffer.getvalue()
 
     def _deserialize(self, data: Any) -> None:
-        self.state.restore(data)
+        _, sections = read_snapshot(io.BytesIO(data), "in-memory snapshot")
+        self.state.restore_sections(sections)
 
 
 class RaftStore:
@@ -91,7 +113,11 @@ class RaftStore:
     def __init__(self, config: RaftConfig, state: StoreState | None = None) -> None:
         self.config = config
         self.state = state or StoreState()
-        self._consumer = _Replicated(self.state)
+        self._consumer = _Replicated(self.state, self._fail)
+        # Set when this server cannot go on (an entry or snapshot it cannot read): the
+        # agent stops with this message instead of running with a stale state.
+        self.fatal: str | None = None
+        self.failed = asyncio.Event()
         self._raft_dir: Path | None = None
         if config.data_dir is not None:
             self._raft_dir = Path(config.data_dir) / "raft"
@@ -171,7 +197,19 @@ class RaftStore:
             logCompactionMinEntries=config.log_compaction_min_entries,
             logCompactionMinTime=config.log_compaction_min_time,
         )
-        return SyncObj(config.bind, list(peers), conf, consumers=[self._consumer])
+        return SyncObj(
+            config.bind,
+            list(peers),
+            conf,
+            consumers=[self._consumer],
+            transportClass=_raft_wire.GuardedTransport,
+        )
+
+    def _fail(self, reason: str) -> None:
+        if self.fatal is None:
+            self.fatal = reason
+            log.critical("%s; this server stops", reason)
+            self.failed.set()
 
     def raft_peers(self) -> list[str]:
         """Every Raft address in the current configuration, this node's included."""
@@ -237,20 +275,21 @@ class RaftStore:
     # -- snapshots -------------------------------------------------------------------------
 
     # pysyncobj's own dump pickles through gzip level 9 on the ticking thread, which
-    # is this event loop: 5.6 s for 20k jobs with 100k executions. Protocol-5 pickle
-    # with fast compression takes about a fifth of that.
+    # is this event loop. Ours is the store's versioned encoding with fast compression.
     def _write_snapshot(self, filename: str, raft_data: Any) -> None:
-        with (
-            open(filename, "wb") as raw,
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out,
-        ):
-            pickle.dump((self.state.snapshot(), raft_data), out, protocol=5)
+        write_snapshot(filename, self.state, raft_data)
 
     def _read_snapshot(self, filename: str) -> Any:
-        with open(filename, "rb") as raw, gzip.GzipFile(fileobj=raw) as source:
-            state, raft_data = pickle.load(source)
-        self.state.restore(state)
-        return raft_data
+        # pysyncobj logs and swallows a failure here (its own state then goes on), so a
+        # snapshot that cannot be read also stops the server.
+        try:
+            with open(filename, "rb") as source:
+                raft, sections = read_snapshot(source, filename)
+            self.state.restore_sections(sections)
+            return _decode_raft_data(raft, filename)
+        except (OSError, CodecError) as exc:
+            self._fail(f"cannot load the snapshot: {exc}")
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -259,6 +298,8 @@ class RaftStore:
         journal and snapshot are applied."""
         if self._sync is not None:
             return
+        if self._raft_dir is not None:
+            prepare_raft_dir(self._raft_dir, write_snapshot)
         self._save_peers(peers)
         self._sync = self._build(peers)
         self._ticker = asyncio.create_task(self._tick_forever(), name="raft-tick")
@@ -270,7 +311,7 @@ class RaftStore:
             await asyncio.sleep(self.config.tick_interval)
 
     async def _tick_forever(self) -> None:
-        while True:
+        while self.fatal is None:
             self._tick()
             # Appending a command and applying it take separate ticks: keep ticking
             # (yielding to the loop in between) while commands await their commit.
@@ -420,6 +461,8 @@ class RaftStore:
         """
         if self._sync is None:
             raise ReplicationError("no raft leader: this server has not joined a cluster yet")
+        if self.fatal is not None:
+            raise ReplicationError(f"this server has stopped: {self.fatal}")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
 
@@ -437,8 +480,9 @@ class RaftStore:
         # pysyncobj queues the command, then writes a byte to a wake-up pipe that only
         # a tick drains; past ~64k submissions in one loop iteration the pipe is full.
         # The command is already queued and we tick ourselves: the wake-up is redundant.
+        payload = encode_command(command)
         with contextlib.suppress(BlockingIOError):
-            self._consumer.apply(command, callback=done)
+            self._consumer.apply(payload, callback=done)
         self._kick.set()
         try:
             async with asyncio.timeout(self.config.apply_timeout):
@@ -459,6 +503,33 @@ class RaftStore:
         """Write a snapshot and truncate the journal (tests, and before a planned restart)."""
         if self._sync is not None:
             self._sync.forceLogCompaction()
+
+
+def write_snapshot(filename: str, state: StoreState, raft_data: Any) -> None:
+    """A snapshot file of ``state`` (pysyncobj's ``raft_data``: the last two applied
+    entries and the cluster), written as the store's snapshot format."""
+    last, previous, cluster = raft_data
+    raft = {
+        "entries": [[bytes(e[0]), int(e[1]), int(e[2])] for e in (last, previous)],
+        "cluster": sorted(node.address for node in cluster),
+    }
+    with open(filename, "wb") as out:
+        write_snapshot_file(out, state.snapshot_sections(), raft)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _decode_raft_data(raft: Any, name: str) -> tuple[Any, Any, set[TCPNode]]:
+    try:
+        entries = raft["entries"]
+        cluster = raft["cluster"]
+        (last, previous) = (
+            (bytes(command), int(index), int(term)) for command, index, term in entries
+        )
+        nodes = {TCPNode(str(address)) for address in cluster}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"{name}: bad Raft section: {exc}") from None
+    return last, previous, nodes
 
 
 def _fail_reason(code: int) -> str:

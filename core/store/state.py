@@ -23,16 +23,24 @@ from core.jobs.model import (
     Execution,
     Job,
 )
+from core.store.codec import CodecError, decode_record, decode_time, encode_record, encode_time
 from core.store.commands import (
+    AclBootstrap,
+    AclPolicy,
+    AclToken,
     Barrier,
     Batch,
     CloseLaunches,
     Command,
+    DeleteAclPolicy,
+    DeleteAclToken,
     DeleteExecutions,
     DeleteJob,
     FinishExecution,
     Launch,
     RecordLaunches,
+    SetAclPolicy,
+    SetAclToken,
     SetJob,
     SetNext,
     StartExecution,
@@ -128,6 +136,12 @@ class StoreState:
         self.last_fire: dict[str, datetime] = {}
         # The newest leader term that established leadership (see Barrier).
         self.leader_term = 0
+        # ACLs (core.acl reads these): policies by name, tokens by accessor id and by
+        # the hash of their secret.
+        self.acl_policies: dict[str, AclPolicy] = {}
+        self.acl_tokens: dict[str, AclToken] = {}
+        self.acl_tokens_by_hash: dict[str, AclToken] = {}
+        self.acl_bootstrapped = False
         # Called after a job is stored / deleted (on every server, from the log), so
         # the leader's scheduler follows the state machine rather than the API.
         self.job_listeners: list[Callable[[str, Job | None], None]] = []
@@ -167,6 +181,29 @@ class StoreState:
             case Barrier():
                 self.leader_term = max(self.leader_term, command.term)
                 return None
+            case SetAclPolicy():
+                self.acl_policies[command.policy.name] = command.policy
+                return command.policy
+            case DeleteAclPolicy():
+                if self.acl_policies.pop(command.name, None) is None:
+                    raise NotFound(f"ACL policy {command.name!r} not found")
+                return None
+            case SetAclToken():
+                self._store_token(command.token)
+                return command.token
+            case DeleteAclToken():
+                token = self.acl_tokens.pop(command.accessor_id, None)
+                if token is None:
+                    raise NotFound(f"ACL token {command.accessor_id!r} not found")
+                self.acl_tokens_by_hash.pop(token.secret_hash, None)
+                return token
+            case AclBootstrap():
+                if self.acl_bootstrapped:
+                    raise StoreError("ACL bootstrap already done (it can be done once per cluster)")
+                self.acl_bootstrapped = True
+                self.acl_policies.setdefault(command.policy.name, command.policy)
+                self._store_token(command.token)
+                return command.token
             case Batch():
                 results: list[tuple[bool, Any]] = []
                 for item in command.commands:
@@ -176,6 +213,13 @@ class StoreState:
                         results.append((False, exc))
                 return results
         raise StoreError(f"unknown command {type(command).__name__}")
+
+    def _store_token(self, token: AclToken) -> None:
+        previous = self.acl_tokens.get(token.accessor_id)
+        if previous is not None:
+            self.acl_tokens_by_hash.pop(previous.secret_hash, None)
+        self.acl_tokens[token.accessor_id] = token
+        self.acl_tokens_by_hash[token.secret_hash] = token
 
     def _set_job(self, job: Job, merge: bool) -> Job:
         from core.jobs.validation import merge_for_update
@@ -417,23 +461,149 @@ class StoreState:
         return sorted(found, key=lambda e: (e.started_at is None, e.started_at))
 
     # -- snapshots -------------------------------------------------------------------------
+    #
+    # A snapshot is a sequence of named sections of plain values (core.store.codec writes
+    # them); a section this version does not know is refused rather than dropped.
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "version": 1,
-            "jobs": self.jobs,
-            "executions": self.executions,
-            "running": self.running,
-            "launches": self.launches,
-            "last_fire": self.last_fire,
-            "leader_term": self.leader_term,
-        }
+    def snapshot_sections(self) -> Iterator[tuple[str, Any]]:
 
-    def restore(self, data: Mapping[str, Any]) -> None:
-        self.jobs = dict(data["jobs"])
+        yield "jobs", [encode_record(job) for job in self.jobs.values()]
+        yield (
+            "executions",
+            [
+                [name, [encode_record(e) for e in history.values()]]
+                for name, history in self.executions.items()
+            ],
+        )
+        yield "running", {name: sorted(ids) for name, ids in self.running.items() if ids}
+        yield "launches", [encode_record(launch) for launch in self.launches.values()]
+        yield "last_fire", {name: encode_time(t) for name, t in self.last_fire.items()}
+        yield "leader_term", self.leader_term
+        yield (
+            "acl",
+            {
+                "bootstrapped": self.acl_bootstrapped,
+                "policies": [encode_record(p) for p in self.acl_policies.values()],
+                "tokens": [encode_record(t) for t in self.acl_tokens.values()],
+            },
+        )
+
+    def restore_sections(self, sections: Iterable[tuple[str, Any]]) -> None:
+        """Replace the state with a snapshot's; raises CodecError for a bad one."""
+        from core.store.codec import CodecError
+
+        fresh = StoreState(self.max_history, self.output_limit)
+        for name, value in sections:
+            loader = _SECTION_LOADERS.get(name)
+            if loader is None:
+                raise CodecError(
+                    f"snapshot section {name!r} is unknown (written by a newer dkron-py?)"
+                )
+            loader(fresh, value)
+        self._adopt(fresh)
+
+    def restore_legacy(self, data: Mapping[str, Any]) -> None:
+        """The pickled snapshot dict of dkron-py before store format 1 (migration only)."""
+        fresh = StoreState(self.max_history, self.output_limit)
+        fresh.jobs = dict(data["jobs"])
+        fresh.executions = {k: dict(v) for k, v in data["executions"].items()}
+        fresh.running = {k: set(v) for k, v in data["running"].items()}
+        fresh.launches = dict(data["launches"])
+        fresh.last_fire = dict(data["last_fire"])
+        fresh.leader_term = int(data.get("leader_term", 0))
+        self._adopt(fresh)
+
+    def _adopt(self, fresh: StoreState) -> None:
+        self.jobs = fresh.jobs
         self._names = sorted(self.jobs)
-        self.executions = dict(data["executions"])
-        self.running = {k: set(v) for k, v in data["running"].items()}
-        self.launches = dict(data["launches"])
-        self.last_fire = dict(data["last_fire"])
-        self.leader_term = int(data.get("leader_term", 0))
+        self.executions = fresh.executions
+        self.running = fresh.running
+        self.launches = fresh.launches
+        self.last_fire = fresh.last_fire
+        self.leader_term = fresh.leader_term
+        self.acl_policies = fresh.acl_policies
+        self.acl_tokens = fresh.acl_tokens
+        self.acl_tokens_by_hash = {t.secret_hash: t for t in fresh.acl_tokens.values()}
+        self.acl_bootstrapped = fresh.acl_bootstrapped
+
+
+def _load_jobs(state: StoreState, value: Any) -> None:
+
+    if not isinstance(value, list):
+        raise CodecError("snapshot jobs: expected a list")
+    for index, item in enumerate(value):
+        job: Job = decode_record(Job, item, f"snapshot job {index}")
+        state.jobs[job.name] = job
+
+
+def _load_executions(state: StoreState, value: Any) -> None:
+
+    if not isinstance(value, list):
+        raise CodecError("snapshot executions: expected a list")
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise CodecError("snapshot executions: expected [job name, executions]")
+        name, records = item
+        if not isinstance(records, list):
+            raise CodecError(f"snapshot executions of {name!r}: expected a list")
+        history: dict[str, Execution] = {}
+        for record in records:
+            execution: Execution = decode_record(Execution, record, f"execution of {name!r}")
+            history[execution.id] = execution
+        state.executions[name] = history
+
+
+def _load_running(state: StoreState, value: Any) -> None:
+
+    if not isinstance(value, dict) or not all(
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in value.values()
+    ):
+        raise CodecError("snapshot running: expected a map of job name to execution ids")
+    state.running = {str(name): set(ids) for name, ids in value.items()}
+
+
+def _load_launches(state: StoreState, value: Any) -> None:
+
+    if not isinstance(value, list):
+        raise CodecError("snapshot launches: expected a list")
+    for item in value:
+        launch: Launch = decode_record(Launch, item, "snapshot launch")
+        state.launches[launch.run_id] = launch
+
+
+def _load_last_fire(state: StoreState, value: Any) -> None:
+
+    if not isinstance(value, dict):
+        raise CodecError("snapshot last_fire: expected a map")
+    state.last_fire = {str(k): decode_time(v, f"last fire of {k!r}") for k, v in value.items()}
+
+
+def _load_leader_term(state: StoreState, value: Any) -> None:
+
+    if type(value) is not int or value < 0:
+        raise CodecError("snapshot leader_term: expected a whole number")
+    state.leader_term = value
+
+
+def _load_acl(state: StoreState, value: Any) -> None:
+
+    if not isinstance(value, dict) or type(value.get("bootstrapped")) is not bool:
+        raise CodecError("snapshot acl: expected a map with 'bootstrapped'")
+    state.acl_bootstrapped = value["bootstrapped"]
+    for item in value.get("policies", []):
+        policy: AclPolicy = decode_record(AclPolicy, item, "snapshot ACL policy")
+        state.acl_policies[policy.name] = policy
+    for item in value.get("tokens", []):
+        token: AclToken = decode_record(AclToken, item, "snapshot ACL token")
+        state.acl_tokens[token.accessor_id] = token
+
+
+_SECTION_LOADERS: dict[str, Callable[[StoreState, Any], None]] = {
+    "jobs": _load_jobs,
+    "executions": _load_executions,
+    "running": _load_running,
+    "launches": _load_launches,
+    "last_fire": _load_last_fire,
+    "leader_term": _load_leader_term,
+    "acl": _load_acl,
+}

@@ -1,0 +1,426 @@
+"""How the store writes what it replicates and keeps: Raft commands and snapshots.
+
+Nothing here pickles. A command is one format byte followed by msgpack of
+``[tag, fields]``: the tag is a number fixed per command class (renaming a class or
+moving a module changes nothing on disk), and every record is a map of field name to
+value with defaults left out. The schema is the dataclasses themselves; values are
+checked against their annotations on the way in, so an entry of the wrong shape is
+refused with a :class:`CodecError` instead of corrupting the state.
+
+A reader refuses a format newer than its own with a message naming both versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import struct
+import types
+import typing
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import IO, Any
+
+import msgpack
+
+from core.store.commands import (
+    AclBootstrap,
+    Barrier,
+    Batch,
+    CloseLaunches,
+    Command,
+    DeleteAclPolicy,
+    DeleteAclToken,
+    DeleteExecutions,
+    DeleteJob,
+    FinishExecution,
+    RecordLaunches,
+    SetAclPolicy,
+    SetAclToken,
+    SetJob,
+    SetNext,
+    StartExecution,
+)
+
+__all__ = [
+    "COMMAND_FORMAT",
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_MAGIC",
+    "CodecError",
+    "decode_command",
+    "decode_record",
+    "decode_time",
+    "encode_command",
+    "encode_record",
+    "encode_time",
+    "read_snapshot",
+    "write_snapshot",
+]
+
+# Bump when an entry written by this version could not be read by the previous one.
+COMMAND_FORMAT = 1
+SNAPSHOT_FORMAT = 1
+SNAPSHOT_MAGIC = b"DKRONPY-SNAPSHOT"
+_SNAPSHOT_HEADER = struct.Struct("!16sI")
+
+# Fixed forever: a tag names a command on disk and on the wire. Never reuse a number.
+_COMMAND_TAGS: dict[type[Any], int] = {
+    SetJob: 1,
+    DeleteJob: 2,
+    SetNext: 3,
+    RecordLaunches: 4,
+    StartExecution: 5,
+    FinishExecution: 6,
+    DeleteExecutions: 7,
+    CloseLaunches: 8,
+    Barrier: 9,
+    Batch: 10,
+    SetAclPolicy: 11,
+    DeleteAclPolicy: 12,
+    SetAclToken: 13,
+    DeleteAclToken: 14,
+    AclBootstrap: 15,
+}
+_COMMANDS_BY_TAG = {tag: cls for cls, tag in _COMMAND_TAGS.items()}
+
+
+class CodecError(ValueError):
+    """Bytes that are not a command or snapshot this version can read; says why."""
+
+
+# -- values ------------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_ZONES: dict[int, timezone] = {0: UTC}
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[Any, str], Any]
+
+
+def encode_time(moment: datetime) -> list[int]:
+    # Microseconds since the epoch and the offset in seconds: a wall-clock time with a
+    # fixed zone (what the API received) comes back exactly, e.g. +02:00 stays +02:00.
+    offset = moment.utcoffset()
+    seconds = 0 if offset is None else int(offset.total_seconds())
+    return [(moment - _EPOCH) // _MICROSECOND, seconds]
+
+
+def decode_time(value: Any, where: str) -> datetime:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(type(part) is int for part in value)
+        or abs(value[1]) >= 86_400
+    ):
+        raise CodecError(f"{where}: expected a time, got {_shown(value)}")
+    micros: int = value[0]
+    offset: int = value[1]
+    zone = _ZONES.get(offset)
+    if zone is None:
+        zone = _ZONES.setdefault(offset, timezone(timedelta(seconds=offset)))
+    try:
+        return (_EPOCH + micros * _MICROSECOND).astimezone(zone)
+    except OverflowError:
+        raise CodecError(f"{where}: time out of range") from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _scalar(kind: type[Any]) -> Decoder:
+    def decode(value: Any, where: str) -> Any:
+        # bool is an int in Python, not in msgpack: keep them apart both ways.
+        if type(value) is not kind:
+            raise CodecError(f"{where}: expected {kind.__name__}, got {_shown(value)}")
+        return value
+
+    return decode
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _codec_for(hint: Any) -> tuple[Encoder, Decoder]:
+    """Encoder and checking decoder for one annotation."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint in (str, int, bool, bytes):
+        return _identity, _scalar(hint)
+    if hint is float:
+        return float, _float
+    if hint is datetime:
+        return encode_time, decode_time
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        codec = _record_codec(hint)
+        return codec.encode, codec.decode
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and len(options) < len(args):
+            inner_encode, inner_decode = _codec_for(options[0])
+
+            def encode_optional(value: Any) -> Any:
+                return None if value is None else inner_encode(value)
+
+            def decode_optional(value: Any, where: str) -> Any:
+                return None if value is None else inner_decode(value, where)
+
+            return encode_optional, decode_optional
+        if all(isinstance(a, type) and a in _COMMAND_TAGS for a in options):
+            return encode_command_value, _decode_tagged(tuple(options))
+        raise TypeError(f"no codec for {hint!r}")
+    if origin in (list, tuple) and (origin is list or (len(args) == 2 and args[1] is ...)):
+        item_encode, item_decode = _codec_for(args[0])
+        container = list if origin is list else tuple
+
+        def encode_sequence(value: Any) -> list[Any]:
+            return [item_encode(item) for item in value]
+
+        def decode_sequence(value: Any, where: str) -> Any:
+            if not isinstance(value, list):
+                raise CodecError(f"{where}: expected a list, got {_shown(value)}")
+            return container(item_decode(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+        return encode_sequence, decode_sequence
+    if origin is tuple:
+        codecs = [_codec_for(a) for a in args]
+
+        def encode_fixed(value: Any) -> list[Any]:
+            return [enc(item) for (enc, _), item in zip(codecs, value, strict=True)]
+
+        def decode_fixed(value: Any, where: str) -> tuple[Any, ...]:
+            if not isinstance(value, list) or len(value) != len(codecs):
+                raise CodecError(f"{where}: expected {len(codecs)} values, got {_shown(value)}")
+            return tuple(
+                dec(item, f"{where}[{i}]")
+                for i, ((_, dec), item) in enumerate(zip(codecs, value, strict=True))
+            )
+
+        return encode_fixed, decode_fixed
+    if origin in (dict, typing.Mapping) or hint is dict:
+        key_decode = _scalar(str)
+        value_encode, value_decode = _codec_for(args[1]) if args else (_identity, _any)
+
+        def encode_map(value: Any) -> dict[str, Any]:
+            return {key: value_encode(item) for key, item in value.items()}
+
+        def decode_map(value: Any, where: str) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise CodecError(f"{where}: expected a map, got {_shown(value)}")
+            return {
+                key_decode(key, f"{where} key"): value_decode(item, f"{where}[{key!r}]")
+                for key, item in value.items()
+            }
+
+        return encode_map, decode_map
+    raise TypeError(f"no codec for {hint!r}")
+
+
+def _float(value: Any, where: str) -> float:
+    if type(value) not in (int, float):
+        raise CodecError(f"{where}: expected a number, got {_shown(value)}")
+    return float(value)
+
+
+def _any(value: Any, where: str) -> Any:
+    return value
+
+
+class _RecordCodec:
+    """A dataclass as a map of its non-default fields."""
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.cls = cls
+        self.name = cls.__name__
+        hints = typing.get_type_hints(cls)
+        self.fields: list[tuple[str, Any, Encoder, Decoder]] = []
+        for item in dataclasses.fields(cls):
+            if not item.init:
+                continue
+            encode, decode = _codec_for(hints[item.name])
+            self.fields.append((item.name, _default_of(item), encode, decode))
+        self.by_name = {name: (default, decode) for name, default, _, decode in self.fields}
+
+    def encode(self, record: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, default, encode, _ in self.fields:
+            value = getattr(record, name)
+            if value is default or value == default:
+                continue
+            out[name] = encode(value)
+        return out
+
+    def decode(self, value: Any, where: str = "") -> Any:
+        where = where or self.name
+        if not isinstance(value, dict):
+            raise CodecError(f"{where}: expected a {self.name}, got {_shown(value)}")
+        kwargs: dict[str, Any] = {}
+        for key, item in value.items():
+            spec = self.by_name.get(key)
+            if spec is None:
+                raise CodecError(f"{where}: unknown field {key!r} (written by a newer dkron-py?)")
+            kwargs[key] = spec[1](item, f"{where}.{key}")
+        try:
+            return self.cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise CodecError(f"{where}: {exc}") from None
+
+
+_MISSING = object()
+
+
+def _default_of(item: dataclasses.Field[Any]) -> Any:
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return _MISSING
+
+
+_CODECS: dict[type[Any], _RecordCodec] = {}
+
+
+def _record_codec(cls: type[Any]) -> _RecordCodec:
+    codec = _CODECS.get(cls)
+    if codec is None:
+        codec = _CODECS[cls] = _RecordCodec(cls)
+    return codec
+
+
+def encode_command_value(command: Any) -> list[Any]:
+    tag = _COMMAND_TAGS.get(type(command))
+    if tag is None:
+        raise TypeError(f"{type(command).__name__} is not a store command")
+    return [tag, _record_codec(type(command)).encode(command)]
+
+
+def _decode_tagged(allowed: tuple[type[Any], ...] | None) -> Decoder:
+    def decode(value: Any, where: str) -> Any:
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or type(value[0]) is not int
+            or not isinstance(value[1], dict)
+        ):
+            raise CodecError(f"{where}: expected a [tag, fields] command, got {_shown(value)}")
+        cls = _COMMANDS_BY_TAG.get(value[0])
+        if cls is None:
+            raise CodecError(
+                f"{where}: unknown command tag {value[0]} (written by a newer dkron-py?)"
+            )
+        if allowed is not None and cls not in allowed:
+            raise CodecError(f"{where}: a {cls.__name__} is not allowed here")
+        return _record_codec(cls).decode(value[1], cls.__name__)
+
+    return decode
+
+
+_decode_any_command = _decode_tagged(None)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def encode_command(command: Command) -> bytes:
+    """One Raft log entry's payload."""
+    body: bytes = msgpack.packb(encode_command_value(command), use_bin_type=True)
+    return bytes((COMMAND_FORMAT,)) + body
+
+
+def decode_command(payload: bytes) -> Command:
+    """The command in a log entry; :class:`CodecError` if it is not one we can read."""
+    if not isinstance(payload, bytes) or not payload:
+        raise CodecError(f"a store command must be non-empty bytes, got {_shown(payload)}")
+    version = payload[0]
+    if version > COMMAND_FORMAT:
+        raise CodecError(
+            f"store command format {version} was written by a newer dkron-py "
+            f"(this one reads format {COMMAND_FORMAT}); upgrade this server"
+        )
+    if version < 1:
+        raise CodecError(f"not a store command (format byte {version})")
+    try:
+        value = msgpack.unpackb(payload[1:], raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CodecError(f"store command is not valid msgpack: {exc}") from None
+    command: Command = _decode_any_command(value, "command")
+    return command
+
+
+def encode_record(record: Any) -> dict[str, Any]:
+    """A model (Job, Execution, ...) as the map written in snapshots."""
+    return _record_codec(type(record)).encode(record)
+
+
+def decode_record(cls: type[Any], value: Any, where: str = "") -> Any:
+    return _record_codec(cls).decode(value, where)
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+#
+# File layout: a 20-byte header (magic, format as a big-endian u32), then a gzip stream of
+# msgpack values: ["raft", raft data], then one [section, items] per state section as the
+# state writes it, then ["end", number of sections]. gzip's CRC and the end marker
+# make a truncated or damaged file fail to load instead of loading partly.
+
+
+def write_snapshot(
+    out: IO[bytes], sections: Iterator[tuple[str, Any]], raft: Any, *, level: int = 1
+) -> None:
+    out.write(_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_FORMAT))
+    packer = msgpack.Packer(use_bin_type=True)
+    count = 0
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level) as stream:
+        stream.write(packer.pack(["raft", raft]))
+        for name, items in sections:
+            stream.write(packer.pack([name, items]))
+            count += 1
+        stream.write(packer.pack(["end", count]))
+
+
+def is_snapshot(head: bytes) -> bool:
+    return head[: len(SNAPSHOT_MAGIC)] == SNAPSHOT_MAGIC
+
+
+def read_snapshot(source: IO[bytes], name: str) -> tuple[Any, list[tuple[str, Any]]]:
+    """(raft data, sections) from a snapshot file; :class:`CodecError` says what is wrong."""
+    header = source.read(_SNAPSHOT_HEADER.size)
+    if len(header) < _SNAPSHOT_HEADER.size or not is_snapshot(header):
+        raise CodecError(f"{name} is not a dkron-py snapshot (no {SNAPSHOT_MAGIC!r} header)")
+    _, version = _SNAPSHOT_HEADER.unpack(header)
+    if version > SNAPSHOT_FORMAT:
+        raise CodecError(
+            f"{name} is snapshot format {version}, written by a newer dkron-py (this one "
+            f"reads format {SNAPSHOT_FORMAT}); upgrade this server, or move the data dir "
+            "away and let it rejoin the cluster"
+        )
+    sections: list[tuple[str, Any]] = []
+    raft: Any = None
+    ended = False
+    try:
+        with gzip.GzipFile(fileobj=source, mode="rb") as stream:
+            unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=True)
+            for item in unpacker:
+                if ended:
+                    raise CodecError(f"{name}: data after the end marker")
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                    raise CodecError(f"{name}: expected a [section, data] pair")
+                key, value = item
+                if key == "raft":
+                    raft = value
+                elif key == "end":
+                    if value != len(sections):
+                        raise CodecError(f"{name}: end marker counts {value} sections")
+                    ended = True
+                else:
+                    sections.append((key, value))
+    except (OSError, EOFError, ValueError, msgpack.UnpackException) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"{name} is damaged: {exc}") from None
+    if not ended:
+        raise CodecError(f"{name} is truncated (no end marker)")
+    return raft, sections
