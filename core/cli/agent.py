@@ -386,9 +386,17 @@ async def run_agent(config: AgentConfig) -> int:
         loop.add_signal_handler(number, on_signal, number)
 
     typer.echo(_startup_line(config, server, runner.addresses if runner is not None else []))
-    await stop.wait()
+    stopped = asyncio.ensure_future(stop.wait())
+    failed = asyncio.ensure_future(server.store.failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
 
     code = 0
+    if server.store.fatal is not None:
+        # The store cannot go on (an entry or snapshot it cannot read): stop, say why.
+        typer.echo(f"dkronctl: {server.store.fatal}", err=True)
+        code = 1
     stopping = asyncio.ensure_future(server.stop(config.drain_timeout))
     forced = asyncio.ensure_future(force.wait())
     await asyncio.wait({stopping, forced}, return_when=asyncio.FIRST_COMPLETED)

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,6 +307,8 @@ class RaftStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ready_timeout
         while not self._sync._isReady() and len(peers) == 0:
+            if self.fatal is not None:
+                raise StoreFormatError(self.fatal)
             if loop.time() > deadline:
                 raise ReplicationError(f"raft not ready after {ready_timeout:g}s")
             await asyncio.sleep(self.config.tick_interval)
@@ -339,6 +342,9 @@ class RaftStore:
             # loaded follower starts a needless election (and a leader steps down).
             self._sync._poller.poll(0.0)
             self._sync.doTick(0.0)
+        except (pickle.UnpicklingError, CodecError) as exc:
+            # pysyncobj retries an entry it cannot apply on every tick, forever.
+            self._fail(f"cannot apply a Raft log entry: {exc}")
         except Exception:  # pysyncobj faults must not kill the node's only ticker
             log.exception("raft tick failed")
 

@@ -1,0 +1,80 @@
+"""A log entry this version must not or cannot apply stops the server with a reason;
+it never runs code and never leaves a server that spins on it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pysyncobj.journal import FileJournal
+
+from core.jobs.model import Job
+from core.store.commands import SetJob
+from core.store.raft import RaftConfig, RaftStore, ReplicationError, StoreFormatError
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _write_some(config: RaftConfig) -> None:
+    store = RaftStore(config)
+    await store.start()
+    await store.apply(SetJob(Job(name="kept", schedule="@manually")))
+    await store.close()
+
+
+def _append(journal_path: Path, command: bytes) -> None:
+    journal = FileJournal(str(journal_path))
+    try:
+        _, index, term = journal[len(journal) - 1]
+        journal.add(command, index + 1, term)
+        journal.flush()
+    finally:
+        journal._destroy()
+
+
+async def test_a_pickle_planted_in_the_journal_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> Any:
+            return (os.system, (f"touch {marker}",))
+
+    config = RaftConfig(bind=f"127.0.0.1:{_port()}", data_dir=tmp_path)
+    await _write_some(config)
+    # A store command as pysyncobj frames one (type byte 0), holding the exploit.
+    _append(tmp_path / "raft" / "journal.bin", b"\x00" + pickle.dumps((0, (Evil(),)), 2))
+    store = RaftStore(config)
+    try:
+        with pytest.raises(StoreFormatError, match=r"refers to posix\.system"):
+            await store.start()
+        assert store.failed.is_set()
+        assert not marker.exists()
+        assert "kept" in store.state.jobs  # what came before is intact
+        try:
+            await store.apply(SetJob(Job(name="refused", schedule="@manually")))
+            raise AssertionError("a stopped store accepted a write")
+        except ReplicationError as exc:
+            assert "this server has stopped" in str(exc)
+    finally:
+        await store.close()
+
+
+async def test_an_entry_from_a_newer_format_stops_the_server(tmp_path: Path) -> None:
+    config = RaftConfig(bind=f"127.0.0.1:{_port()}", data_dir=tmp_path)
+    await _write_some(config)
+    newer = b"\x00" + pickle.dumps((0, (b"\x09future-command",)), 2)
+    _append(tmp_path / "raft" / "journal.bin", newer)
+    store = RaftStore(config)
+    try:
+        with pytest.raises(StoreFormatError, match="format 9 was written by a newer dkron-py"):
+            await store.start()
+    finally:
+        await store.close()
