@@ -8,8 +8,6 @@ the same one-line error naming where it came from.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
@@ -24,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 from core.notify.settings import parse_endpoint, parse_headers, parse_webhook_on
 
 if TYPE_CHECKING:
+    from core.security.tls import TlsFiles
     from core.server.service import ServerConfig
 
 __all__ = [
     "CONFIG_SEARCH_DIRS",
     "LOG_LEVELS",
+    "SECRET_SETTINGS",
     "AgentConfig",
     "ConfigError",
     "find_config_file",
@@ -95,7 +95,17 @@ class AgentConfig:
     mail_payload: str = ""
     mail_subject_prefix: str = "[Dkron]"
     cronitor_endpoint: str = ""
+    # Dkron Pro's ACLs and TLS (open build here; see docs/security.md):
+    acl_enabled: bool = False  # `acl: {enabled: true}` in a file, as Dkron Pro
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    trusted_ca_file: Path | None = None
+    client_cert_auth: bool = False
+    client_crl_file: Path | None = None
+    disable_http_tls: bool = False
+    auto_tls: bool = True  # accepted for Pro's files; node calls are signed with the key
     # Ours, not Dkron's:
+    insecure: bool = False  # listen beyond loopback without a cluster key
     plugin_dir: Path = Path("plugins.d")
     raft_port: int | None = None  # None: rpc_port + 1
     max_history: int = 100
@@ -139,6 +149,18 @@ class AgentConfig:
     def level(self) -> int:
         return LOG_LEVELS[self.log_level]
 
+    @property
+    def tls(self) -> TlsFiles:
+        from core.security.tls import TlsFiles
+
+        return TlsFiles(
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            trusted_ca_file=self.trusted_ca_file,
+            client_cert_auth=self.client_cert_auth,
+            client_crl_file=self.client_crl_file,
+        )
+
     def to_server_config(self) -> ServerConfig:
         # Imported here: the client commands load this module and need none of the server.
         from core.notify.settings import NotifyConfig
@@ -161,6 +183,8 @@ class AgentConfig:
                 else self.bootstrap_expect
             ),
             encrypt=self.encrypt or None,
+            acl_enabled=self.acl_enabled,
+            tls=self.tls,
             server=self.server,
             gossip_port=self.gossip_port,
             advertise_host=self.advertise_host,
@@ -315,16 +339,17 @@ def _address(name: str) -> Callable[[object], str]:
 
 
 def _encrypt(value: object) -> str:
+    from core.security.keys import parse_cluster_key
+
     text = _str(value).strip()
-    if not text:
-        return ""
-    try:
-        key = base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise ValueError("expected a base64 key (see dkronctl keygen)") from None
-    if len(key) not in (16, 24, 32):
-        raise ValueError(f"the key is {len(key)} bytes; it must be 16, 24 or 32")
+    if text:
+        parse_cluster_key(text)  # InvalidKey is a ValueError with the reason
     return text
+
+
+def _optional_path(value: object) -> Path | None:
+    text = _str(value).strip()
+    return Path(text).expanduser() if text else None
 
 
 def parse_tags(value: object) -> dict[str, str]:
@@ -396,6 +421,15 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "region": _node_name,
     "log_level": _log_level,
     "dev": _bool,
+    "acl_enabled": _bool,
+    "cert_file": _optional_path,
+    "key_file": _optional_path,
+    "trusted_ca_file": _optional_path,
+    "client_cert_auth": _bool,
+    "client_crl_file": _optional_path,
+    "disable_http_tls": _bool,
+    "auto_tls": _bool,
+    "insecure": _bool,
     "plugin_dir": _path,
     "raft_port": _optional_port,
     "max_history": _positive,
@@ -419,6 +453,10 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
 }
 # Other spellings Dkron users have in their files and environments.
 _ALIASES = {"tag": "tags", "devmode": "dev"}
+# Settings a file may also give as a section (`acl: {enabled: true}` is acl_enabled).
+_SECTIONS = ("acl",)
+# Never shown in an error message, a log line or /debug/vars.
+SECRET_SETTINGS = frozenset({"encrypt", "mail_password"})
 # Known Dkron settings this milestone ignores: not worth a warning each start.
 _KNOWN_UNSUPPORTED = {
     "ui",
@@ -496,6 +534,17 @@ def read_config_file(path: Path) -> dict[str, object]:
 # -- loading -----------------------------------------------------------------------------
 
 
+def _flatten_sections(values: Mapping[str, object]) -> list[tuple[str, object]]:
+    flat: list[tuple[str, object]] = []
+    for raw_key, value in values.items():
+        section = _key(raw_key)
+        if section in _SECTIONS and isinstance(value, Mapping):
+            flat.extend((f"{section}_{_key(str(k))}", v) for k, v in value.items())
+        else:
+            flat.append((raw_key, value))
+    return flat
+
+
 def load_config(
     flags: Mapping[str, object | None],
     *,
@@ -511,7 +560,7 @@ def load_config(
     path = config_file if config_file is not None else find_config_file(search_dirs)
     file_values: dict[str, object] = {}
     if path is not None:
-        for raw_key, value in read_config_file(path).items():
+        for raw_key, value in _flatten_sections(read_config_file(path)):
             key = _key(raw_key)
             if key in _PARSERS:
                 file_values[key] = value
@@ -544,6 +593,8 @@ def load_config(
         except ConfigError:
             raise
         except ValueError as exc:
+            if key in SECRET_SETTINGS:
+                raise ConfigError(f"invalid value for {source}: {exc}") from None
             shown = raw if isinstance(raw, str) else json.dumps(raw, default=str)
             raise ConfigError(f"invalid value {shown!r} for {source}: {exc}") from None
     unknown = set(flags) - set(_PARSERS)

@@ -36,6 +36,10 @@ ReportDone = Callable[[Execution], Awaitable[bool]]
 REPORT_FIRST_DELAY = 0.5
 REPORT_MAX_DELAY = 5.0
 TERM_FILE = "agent-term"
+# Raft terms grow by one per election. A term beyond these bounds is not a leader's: it
+# is refused, never stored (and a stored one, from before this check, is discarded).
+MAX_TERM = 2**31
+MAX_TERM_JUMP = 1_000_000
 
 
 class AgentStateError(ValueError):
@@ -71,12 +75,30 @@ class TermFence:
                 f"{self._path} does not hold a leader term (found {text[:40]!r}); "
                 "write the cluster's current Raft term into it, or delete it to start unfenced"
             )
-        return int(value)
+        mark = int(value)
+        if mark > MAX_TERM:
+            # No real cluster gets there: an unauthenticated caller wrote it (possible
+            # before node calls were authenticated). Fencing resumes with the next leader.
+            log.warning(
+                "discarding the implausible leader term mark %d in %s (no Raft cluster "
+                "reaches it); the next leader's term sets it again",
+                mark,
+                self._path,
+            )
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            return 0
+        return mark
 
     def refusal(self, term: int) -> str | None:
         """Admit ``term`` (raising the mark if it is newer) or say why it is refused."""
         if term == 0:
             return None
+        if term > MAX_TERM or (self.highest and term > self.highest + MAX_TERM_JUMP):
+            return (
+                f"implausible leader term {term} (this node has seen term {self.highest}): "
+                "refused, and not recorded"
+            )
         if term < self.highest:
             return (
                 f"stale leader term {term} (this node has seen term {self.highest}): "

@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import logging
 import re
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core.api.acl import ACL, ACL_ROUTES, refusal, refused
 from core.jobs.codec import (
     JobDecodeError,
     execution_to_json,
@@ -32,6 +34,7 @@ from core.jobs.codec import (
 )
 from core.jobs.model import Execution, Job
 from core.jobs.validation import JobValidationError, validate_job
+from core.security.redact import redact_argv
 from core.server.service import VERSION, DkronServer
 from core.store.raft import ReplicationError
 from core.store.state import JobQuery, NotFound, QueryError, StoreError
@@ -157,6 +160,9 @@ async def _dkron_middleware(request: web.Request, handler: Handler) -> web.Strea
         if location is not None:
             status = 301 if request.method == "GET" else 307
             return web.Response(status=status, headers={"Location": location})
+    denied = refusal(request.app[ACL], request)
+    if denied is not None:
+        return refused(denied)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -196,7 +202,7 @@ async def debug_vars(request: web.Request) -> web.StreamResponse:
     return _json(
         request,
         {
-            "cmdline": sys.argv,
+            "cmdline": redact_argv(sys.argv),
             "cron_entries": entries,
             "memstats": memstats,
             "node": server.config.node_name,
@@ -680,6 +686,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/v1/jobs/{job}/executions/", delete_executions),
     ("GET", "/v1/jobs/{job}/executions/{execution}", get_execution),
     ("GET", "/v1/jobs/{job}/executions/{execution}/stream", stream_execution),
+    *ACL_ROUTES,
 )
 
 
@@ -696,6 +703,7 @@ def build_app(server: DkronServer, *, on_leave: OnLeave | None = None) -> web.Ap
     """The API for ``server``; ``on_leave`` runs after ``POST /v1/leave`` has answered."""
     app = web.Application(middlewares=[_dkron_middleware], client_max_size=MAX_BODY)
     app[SERVER] = server
+    app[ACL] = server.acl
     app[_LOCAL] = _Local(on_leave if on_leave is not None else _no_op)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
@@ -705,12 +713,18 @@ def build_app(server: DkronServer, *, on_leave: OnLeave | None = None) -> web.Ap
 
 
 async def serve_api(
-    server: DkronServer, host: str, port: int, *, on_leave: OnLeave | None = None
+    server: DkronServer,
+    host: str,
+    port: int,
+    *,
+    on_leave: OnLeave | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
-    """Bind the API on ``host:port`` (0 picks a free port; see :func:`api_port`)."""
+    """Bind the API on ``host:port`` (0 picks a free port; see :func:`api_port`), over
+    HTTPS when given an ``ssl_context``."""
     runner = web.AppRunner(build_app(server, on_leave=on_leave), shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:

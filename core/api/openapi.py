@@ -485,6 +485,123 @@ def _paths() -> dict[str, dict[str, Any]]:
     }
 
 
+_NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_ACCESSOR_PARAM = {"name": "accessor", "in": "path", "required": True, "schema": {"type": "string"}}
+_DENIED = {
+    "401": _text("ACLs are on and the request has no valid token."),
+    "403": _text("The token is not allowed this (management token needed)."),
+}
+_NOT_ENABLED = _text("ACLs are not enabled, or the body is malformed.")
+
+
+def _acl_paths() -> dict[str, dict[str, Any]]:
+    """``/v1/acl``: Dkron Pro's policy routes, plus tokens and bootstrap (ours)."""
+    token = _ref("AclToken")
+    policy = _ref("AclPolicy")
+    return {
+        "/v1/acl/bootstrap": {
+            "post": _op(
+                "aclBootstrap",
+                "Create the first management token (once per cluster); its secret is "
+                "only shown here.",
+                {
+                    "201": _json(token, "The token, with its secret."),
+                    "400": _NOT_ENABLED,
+                    "409": _text("Already bootstrapped."),
+                },
+            )
+        },
+        "/v1/acl/policies": {
+            "get": _op(
+                "aclListPolicies",
+                "Every policy (management token).",
+                {"200": _json({"type": "array", "items": policy}, "Policies."), **_DENIED},
+            )
+        },
+        "/v1/acl/policies/{name}": {
+            "get": _op(
+                "aclGetPolicy",
+                "One policy.",
+                {"200": _json(policy, "The policy."), "404": _text("Not found."), **_DENIED},
+                parameters=[_NAME_PARAM],
+            ),
+            "post": _op(
+                "aclApplyPolicy",
+                "Create or replace a policy; the body is its rules document.",
+                {"200": _json(policy, "The policy as stored."), "400": _NOT_ENABLED, **_DENIED},
+                parameters=[_NAME_PARAM],
+            ),
+            "delete": _op(
+                "aclDeletePolicy",
+                "Delete a policy.",
+                {"204": {"description": "Deleted."}, "404": _text("Not found."), **_DENIED},
+                parameters=[_NAME_PARAM],
+            ),
+        },
+        "/v1/acl/tokens": {
+            "get": _op(
+                "aclListTokens",
+                "Every token, without secrets.",
+                {"200": _json({"type": "array", "items": token}, "Tokens."), **_DENIED},
+            ),
+            "post": _op(
+                "aclCreateToken",
+                'Create a token from {"name", "type": client|management, "policies"}.',
+                {
+                    "201": _json(token, "The token, with its secret."),
+                    "400": _NOT_ENABLED,
+                    **_DENIED,
+                },
+            ),
+        },
+        "/v1/acl/token/self": {
+            "get": _op(
+                "aclOwnToken",
+                "The token the request carries (any valid token).",
+                {"200": _json(token, "The token."), **_DENIED},
+            )
+        },
+        "/v1/acl/tokens/{accessor}": {
+            "get": _op(
+                "aclGetToken",
+                "One token, without its secret.",
+                {"200": _json(token, "The token."), "404": _text("Not found."), **_DENIED},
+                parameters=[_ACCESSOR_PARAM],
+            ),
+            "delete": _op(
+                "aclDeleteToken",
+                "Revoke a token, on every server.",
+                {"204": {"description": "Revoked."}, "404": _text("Not found."), **_DENIED},
+                parameters=[_ACCESSOR_PARAM],
+            ),
+        },
+    }
+
+
+_ACL_TOKEN = {
+    "type": "object",
+    "properties": {
+        "accessor_id": {"type": "string"},
+        "secret": {"type": "string", "description": "Only when the token is created."},
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": ["client", "management"]},
+        "policies": {"type": "array", "items": {"type": "string"}},
+        "create_time": {"type": "string", "format": "date-time"},
+    },
+}
+_ACL_POLICY = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "rules": {
+            "type": "object",
+            "description": '{"path": {"<glob>": {"capabilities": [create, read, update, '
+            "delete, list]}}}",
+        },
+    },
+}
+
+
 def _patch(operation: dict[str, Any]) -> dict[str, Any]:
     variant = copy.deepcopy(operation)
     variant["operationId"] += "Patch"
@@ -508,15 +625,20 @@ def openapi_document(version: str) -> dict[str, Any]:
             "version": version,
             "description": (
                 "Dkron v4 REST API v1. Every response except /health carries X-Whom "
-                "(the answering node). Error bodies are plain text. `pretty` indents JSON."
+                "(the answering node). Error bodies are plain text. `pretty` indents JSON. "
+                "With ACLs on, every route but /health and /v1/acl/bootstrap needs "
+                "`Authorization: Bearer <secret>` (401 without a valid token, 403 when its "
+                "policies do not allow the request)."
             ),
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **_acl_paths()},
         "components": {
             "schemas": {
                 "Job": copy.deepcopy(_JOB),
                 "Execution": copy.deepcopy(_EXECUTION),
                 "Member": copy.deepcopy(_MEMBER),
+                "AclToken": copy.deepcopy(_ACL_TOKEN),
+                "AclPolicy": copy.deepcopy(_ACL_POLICY),
             },
             "headers": {
                 "X-Total-Count": {

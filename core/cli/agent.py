@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from core.config import AgentConfig, ConfigError, load_config
+from core.config import SECRET_SETTINGS, AgentConfig, ConfigError, load_config
+from core.security.redact import hide_secret_flags
 
 if TYPE_CHECKING:
     from core.server.service import DkronServer
@@ -78,7 +80,11 @@ def agent(
         _str_option("--tag", "Node tag key=value (repeatable; replaces the file's tags).", "K=V"),
     ] = None,
     encrypt: Annotated[
-        str | None, _str_option("--encrypt", "Base64 key (dkronctl keygen) for internal traffic.")
+        str | None,
+        _str_option(
+            "--encrypt",
+            "Cluster key (dkronctl keygen); better in DKRON_ENCRYPT or the config file.",
+        ),
     ] = None,
     rpc_port: Annotated[str | None, _str_option("--rpc-port", "gRPC port (6868).", "PORT")] = None,
     advertise_rpc_port: Annotated[
@@ -98,6 +104,56 @@ def agent(
     ] = None,
     dev: Annotated[
         bool | None, typer.Option("--dev", help="Development mode: Raft state in memory only.")
+    ] = None,
+    acl_enabled: Annotated[
+        bool | None,
+        typer.Option(
+            "--acl-enabled",
+            help="Require ACL tokens on the API and RPC (Dkron Pro's acl.enabled).",
+            show_default=False,
+        ),
+    ] = None,
+    cert_file: Annotated[
+        str | None, _str_option("--cert-file", "TLS certificate (API and RPC).", "FILE")
+    ] = None,
+    key_file: Annotated[
+        str | None, _str_option("--key-file", "TLS private key of --cert-file.", "FILE")
+    ] = None,
+    trusted_ca_file: Annotated[
+        str | None, _str_option("--trusted-ca-file", "CA that signs peers and clients.", "FILE")
+    ] = None,
+    client_cert_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--client-cert-auth",
+            help="Require client certificates from --trusted-ca-file (API and RPC).",
+            show_default=False,
+        ),
+    ] = None,
+    client_crl_file: Annotated[
+        str | None, _str_option("--client-crl-file", "Revoked client certificates.", "FILE")
+    ] = None,
+    disable_http_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--disable-http-tls", help="Serve the API over plain HTTP even with certificates."
+        ),
+    ] = None,
+    auto_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto-tls/--no-auto-tls",
+            help="Accepted for Dkron Pro; node calls are authenticated with the cluster key.",
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure",
+            help="Allow listening beyond loopback without a cluster key (unauthenticated).",
+            show_default=False,
+        ),
     ] = None,
     plugin_dir: Annotated[
         str | None, _str_option("--plugin-dir", "First directory searched for plugins.", "DIR")
@@ -153,7 +209,9 @@ def agent(
     mail_username: Annotated[
         str | None, _str_option("--mail-username", "SMTP user (AUTH needs a password too).")
     ] = None,
-    mail_password: Annotated[str | None, _str_option("--mail-password", "SMTP password.")] = None,
+    mail_password: Annotated[
+        str | None, _str_option("--mail-password", "SMTP password (better: DKRON_MAIL_PASSWORD).")
+    ] = None,
     mail_from: Annotated[
         str | None, _str_option("--mail-from", "Sender of execution reports.", "ADDRESS")
     ] = None,
@@ -198,6 +256,15 @@ def agent(
         "region": region,
         "log_level": log_level,
         "dev": dev,
+        "acl_enabled": acl_enabled,
+        "cert_file": cert_file,
+        "key_file": key_file,
+        "trusted_ca_file": trusted_ca_file,
+        "client_cert_auth": client_cert_auth,
+        "client_crl_file": client_crl_file,
+        "disable_http_tls": disable_http_tls,
+        "auto_tls": auto_tls,
+        "insecure": insecure,
         "plugin_dir": plugin_dir,
         "raft_port": raft_port,
         "max_history": max_history,
@@ -219,12 +286,24 @@ def agent(
         "mail_subject_prefix": mail_subject_prefix,
         "cronitor_endpoint": cronitor_endpoint,
     }
+    # Secrets on the command line are visible to every local user: hide them from ps at
+    # once, and say where they belong.
+    secret_flags = [name for name in SECRET_SETTINGS if flags.get(name) is not None]
+    hide_secret_flags(sys.argv)
     try:
         settings = load_config(flags, config_file=config)
         check_cluster_settings(settings)
+        check_security_settings(settings)
     except ConfigError as exc:
         _fail(str(exc), 2)
     _configure_logging(settings)
+    for name in sorted(secret_flags):
+        log.warning(
+            "--%s was given on the command line, which other local users can read while "
+            "the process starts: set DKRON_%s or put it in the config file instead",
+            name.replace("_", "-"),
+            name.upper(),
+        )
     try:
         code = asyncio.run(run_agent(settings))
     except AgentStartError as exc:
@@ -265,6 +344,40 @@ def check_cluster_settings(config: AgentConfig) -> None:
         seen[port] = name
 
 
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+NO_KEY_BEYOND_LOOPBACK = (
+    "refusing to listen on {host} without a cluster key: anyone who can reach the RPC, "
+    "Raft or gossip port could run commands on this node. Give every node the same "
+    "DKRON_ENCRYPT key (dkronctl keygen), or pass --insecure to run unauthenticated as "
+    "Dkron's open-source build does"
+)
+
+
+def check_security_settings(config: AgentConfig) -> None:
+    """Refuse settings that would leave a port open to strangers (docs/security.md)."""
+    from core.security.tls import TlsError
+
+    if config.acl_enabled and not config.encrypt:
+        raise ConfigError(
+            "acl.enabled needs a cluster key (DKRON_ENCRYPT or encrypt in the config file): "
+            "without one, any host that reaches the RPC port could run jobs past the ACLs"
+        )
+    if not config.encrypt and not config.insecure and not _is_loopback(config.bind_host):
+        raise ConfigError(NO_KEY_BEYOND_LOOPBACK.format(host=config.bind_host or "0.0.0.0"))
+    try:
+        config.tls.check()
+    except TlsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _configure_logging(config: AgentConfig) -> None:
     logging.basicConfig(
         level=config.level,
@@ -297,11 +410,29 @@ def preflight(config: AgentConfig) -> None:
         _probe_port("raft-port", config.bind_host, config.effective_raft_port)
     _probe_port("rpc-port", config.bind_host, config.rpc_port)
     _probe_port("bind-addr", config.bind_host, config.gossip_port)
-    if not config.encrypt and config.bind_host not in ("127.0.0.1", "::1", "localhost"):
+    _security_notes(config)
+
+
+def _security_notes(config: AgentConfig) -> None:
+    """One sentence per exposure this configuration accepts, at start."""
+    if not config.encrypt:
+        if _is_loopback(config.bind_host):
+            log.info(
+                "no cluster key: node-to-node traffic is unauthenticated, and only this "
+                "host can reach it (%s)",
+                config.bind_host,
+            )
+        else:
+            log.warning(
+                "--insecure: listening on %s without a cluster key; anyone who can reach "
+                "the RPC, Raft or gossip port can run commands on this node",
+                config.bind_host,
+            )
+    if config.server and not config.acl_enabled and not _is_loopback(config.http_host):
         log.warning(
-            "bound to %s without --encrypt: gossip and Raft traffic is neither encrypted "
-            "nor authenticated (generate a key with `dkronctl keygen`)",
-            config.bind_host,
+            "the API on %s is reachable from other hosts and ACLs are off: anyone who "
+            "reaches it can create and run jobs (acl.enabled, docs/security.md)",
+            config.http_addr,
         )
 
 
@@ -349,9 +480,14 @@ async def run_agent(config: AgentConfig) -> int:
     server.on_leave = request_stop
     runner = None
     if config.server:  # a plain agent serves no API, as in Dkron
+        https = config.tls.enabled and not config.disable_http_tls
         try:
             runner = await serve_api(
-                server, config.http_host, config.http_port, on_leave=request_stop
+                server,
+                config.http_host,
+                config.http_port,
+                on_leave=request_stop,
+                ssl_context=config.tls.http_context() if https else None,
             )
         except OSError as exc:
             await server.stop(0)
@@ -437,8 +573,9 @@ def _startup_line(config: AgentConfig, server: DkronServer, addresses: list[obje
             f"dkron-py agent {config.node_name!r} (agent, pid {os.getpid()}): "
             f"rpc {server.rpc_address}  gossip {gossip}"
         )
+    scheme = "https" if config.tls.enabled and not config.disable_http_tls else "http"
     return (
         f"dkron-py agent {config.node_name!r} (server, pid {os.getpid()}): "
-        f"API http://{host}:{port}/  data dir {data}  rpc {server.rpc_address}  "
+        f"API {scheme}://{host}:{port}/  data dir {data}  rpc {server.rpc_address}  "
         f"raft {server.raft_address}  gossip {gossip}"
     )

@@ -7,12 +7,14 @@ request or two, and Server-Sent Events are just lines read off the response.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from http.client import HTTPResponse
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -22,7 +24,9 @@ __all__ = [
     "Address",
     "ApiError",
     "AsJson",
+    "CaFile",
     "DkronClient",
+    "Token",
     "echo_json",
     "fail",
     "short_time",
@@ -36,6 +40,25 @@ Address = Annotated[
     typer.Option("--address", envvar="DKRON_ADDR", help="Base URL of a dkron server's HTTP API."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="DKRON_TOKEN",
+        help="ACL token secret, sent as Authorization: Bearer (better: DKRON_TOKEN).",
+        show_default=False,
+        show_envvar=True,
+    ),
+]
+CaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file",
+        envvar="DKRON_CA_FILE",
+        help="CA certificate that signs an HTTPS server's (default: the system's).",
+        show_default=False,
+    ),
+]
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_MESSAGE = 300
@@ -56,12 +79,30 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 class DkronClient:
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 10.0,
+        *,
+        token: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         address = address.strip().rstrip("/")
         if "://" not in address:
             address = "http://" + address
         self.address = address
         self.timeout = timeout
+        self._token = token or None
+        self._ca_file = ca_file
+        self._tls: ssl.SSLContext | None = None
+
+    def _context(self) -> ssl.SSLContext | None:
+        if self._ca_file is not None and self._tls is None:
+            try:
+                self._tls = ssl.create_default_context(cafile=str(self._ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ApiError(f"cannot use --ca-file {self._ca_file}: {_reason(exc)}") from None
+        return self._tls
 
     def url(self, path: str, query: Sequence[tuple[str, str]] | Mapping[str, str] = ()) -> str:
         quoted = urllib.parse.quote(path, safe="/:@")
@@ -82,6 +123,8 @@ class DkronClient:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         try:
             request = urllib.request.Request(
                 self.url(path, query), data=body, method=method, headers=headers
@@ -90,7 +133,9 @@ class DkronClient:
             raise ApiError(f"invalid address {self.address!r}: {exc}") from None
         try:
             response: HTTPResponse = urllib.request.urlopen(
-                request, timeout=None if timeout == _NO_TIMEOUT else timeout
+                request,
+                timeout=None if timeout == _NO_TIMEOUT else timeout,
+                context=self._context(),
             )
         except urllib.error.HTTPError as exc:
             raise ApiError(

@@ -13,7 +13,9 @@ from core.cli.client import (
     Address,
     ApiError,
     AsJson,
+    CaFile,
     DkronClient,
+    Token,
     echo_json,
     fail,
     table,
@@ -40,10 +42,18 @@ def _row(member: dict[str, Any]) -> list[str]:
 _HEADER = ["NAME", "ADDR", "RPC ADDR", "STATUS", "ROLE", "DC", "REGION"]
 
 
-def members(address: Address = DEFAULT_ADDRESS, as_json: AsJson = False) -> None:
+def members(
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
     """List the cluster's members."""
     try:
-        found = DkronClient(address).get("/v1/members", "list members") or []
+        found = (
+            DkronClient(address, token=token, ca_file=ca_file).get("/v1/members", "list members")
+            or []
+        )
     except ApiError as exc:
         fail(str(exc))
     if as_json:
@@ -52,10 +62,15 @@ def members(address: Address = DEFAULT_ADDRESS, as_json: AsJson = False) -> None
         typer.echo(table([_row(m) for m in found], _HEADER))
 
 
-def leader(address: Address = DEFAULT_ADDRESS, as_json: AsJson = False) -> None:
+def leader(
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
     """Show the current leader."""
     try:
-        found = DkronClient(address).get("/v1/leader", "get leader")
+        found = DkronClient(address, token=token, ca_file=ca_file).get("/v1/leader", "get leader")
     except ApiError as exc:
         if exc.status == 500:
             fail("get leader failed: no leader elected")

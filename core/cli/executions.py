@@ -11,7 +11,9 @@ from core.cli.client import (
     Address,
     ApiError,
     AsJson,
+    CaFile,
     DkronClient,
+    Token,
     echo_json,
     fail,
     short_time,
@@ -45,6 +47,8 @@ def list_executions(
         int | None, typer.Option("--limit", min=1, help="Only the N most recent.")
     ] = None,
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """List a job's executions, most recent first."""
@@ -53,7 +57,7 @@ def list_executions(
         query.append(("output_size_limit", "200"))  # the table shows only the last line
     try:
         executions = (
-            DkronClient(address).get(
+            DkronClient(address, token=token, ca_file=ca_file).get(
                 f"/v1/jobs/{job}/executions", f"list executions of {job!r}", query
             )
             or []
@@ -91,11 +95,13 @@ def get_execution(
     job: Annotated[str, typer.Argument(help="Job name.")],
     execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Show one execution with its full output."""
     try:
-        execution = DkronClient(address).get(
+        execution = DkronClient(address, token=token, ca_file=ca_file).get(
             f"/v1/jobs/{job}/executions/{execution_id}", f"get execution {execution_id}"
         )
     except ApiError as exc:

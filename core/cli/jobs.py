@@ -16,7 +16,9 @@ from core.cli.client import (
     Address,
     ApiError,
     AsJson,
+    CaFile,
     DkronClient,
+    Token,
     echo_json,
     fail,
     short_time,
@@ -128,6 +130,8 @@ def list_jobs(
         list[str] | None, typer.Option("--metadata", help="Only jobs with metadata k=v.")
     ] = None,
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """List jobs."""
@@ -142,7 +146,10 @@ def list_jobs(
             fail(f"invalid --metadata {pair!r}: expected key=value", 2)
         query.append((f"metadata[{key}]", value))
     try:
-        jobs = DkronClient(address).get("/v1/jobs", "list jobs", query) or []
+        jobs = (
+            DkronClient(address, token=token, ca_file=ca_file).get("/v1/jobs", "list jobs", query)
+            or []
+        )
     except ApiError as exc:
         fail(str(exc))
     if as_json:
@@ -208,11 +215,15 @@ def _show_job(job: dict[str, Any]) -> None:
 def get_job(
     name: Annotated[str, typer.Argument(help="Job name.")],
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Show one job."""
     try:
-        job = DkronClient(address).get(_job_path(name), f"get job {name!r}")
+        job = DkronClient(address, token=token, ca_file=ca_file).get(
+            _job_path(name), f"get job {name!r}"
+        )
     except ApiError as exc:
         fail(str(exc))
     if as_json:
@@ -225,6 +236,8 @@ def get_job(
 def apply_jobs(
     file: Annotated[str, typer.Option("--file", "-f", help="JSON or YAML job(s); - reads stdin.")],
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Create or update jobs from a file (one job or a list). Stops at the first error."""
     source = "stdin" if file == "-" else file
@@ -238,7 +251,7 @@ def apply_jobs(
         jobs = load_job_documents(text, source)
     except JobFileError as exc:
         fail(str(exc), 2)
-    client = DkronClient(address)
+    client = DkronClient(address, token=token, ca_file=ca_file)
     for index, job in enumerate(jobs, 1):
         name = job.get("name")
         label = repr(name) if isinstance(name, str) and name else f"#{index}"
@@ -262,11 +275,15 @@ def apply_jobs(
 def delete_job(
     name: Annotated[str, typer.Argument(help="Job name.")],
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Delete a job and its executions."""
     try:
-        job = DkronClient(address).call("DELETE", _job_path(name), f"delete job {name!r}")
+        job = DkronClient(address, token=token, ca_file=ca_file).call(
+            "DELETE", _job_path(name), f"delete job {name!r}"
+        )
     except ApiError as exc:
         fail(str(exc))
     if as_json:
@@ -279,11 +296,15 @@ def delete_job(
 def toggle_job(
     name: Annotated[str, typer.Argument(help="Job name.")],
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Enable a disabled job, or disable an enabled one."""
     try:
-        job = DkronClient(address).call("POST", f"{_job_path(name)}/toggle", f"toggle job {name!r}")
+        job = DkronClient(address, token=token, ca_file=ca_file).call(
+            "POST", f"{_job_path(name)}/toggle", f"toggle job {name!r}"
+        )
     except ApiError as exc:
         fail(str(exc))
     if as_json:
@@ -301,10 +322,12 @@ def run_job(
         typer.Option("--follow", help="Stream the execution's output; exit status = its success."),
     ] = False,
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Run a job now."""
-    client = DkronClient(address)
+    client = DkronClient(address, token=token, ca_file=ca_file)
     executions_path = f"{_job_path(name)}/executions"
     try:
         before: set[str] = set()

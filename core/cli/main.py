@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli import agent, cluster, executions, jobs, plugins, raft
+from core.cli import acl, agent, cluster, executions, jobs, plugins, raft
 from core.config import LOG_LEVELS
 
 __all__ = ["app"]
@@ -24,6 +24,7 @@ app.command("leader")(cluster.leader)
 app.command("keygen")(cluster.keygen)
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(raft.app, name="raft")
+app.add_typer(acl.app, name="acl")
 
 
 def _version() -> str:

@@ -1,53 +1,53 @@
 """``dkronctl raft list-peers`` and ``raft remove-peer``: Dkron's gRPC calls, on any server.
 
 They talk to the server's RPC port, so they work without the REST API and when
-there is no leader (list-peers then shows the configuration the server has).
+there is no leader (list-peers then shows the configuration the server has). With a
+cluster key they sign their calls with it (core.cli.rpc); with ACLs on they need a
+management token.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from core.cli.client import AsJson, echo_json, fail, table
+from core.cli.client import AsJson, echo_json, table
+from core.cli.rpc import (
+    CertFile,
+    ConfigFile,
+    KeyFile,
+    RpcAddress,
+    Token,
+    TrustedCaFile,
+    call,
+    rpc_options,
+)
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Inspect and change the Raft configuration.", no_args_is_help=True)
 
-RpcAddress = Annotated[
-    str,
-    typer.Option(
-        "--rpc-addr", envvar="DKRON_RPC_ADDR", help="A server's gRPC address (host:rpc-port)."
-    ),
-]
-_TIMEOUT = 10.0
-
-
-def _call(address: str, method: str, request: Any) -> Any:
-    import grpc
-
-    from dkron_pb.types.v1 import dkron_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        stub = dkron_pb2_grpc.DkronServiceStub(channel)
-        try:
-            return getattr(stub, method)(request, timeout=_TIMEOUT)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            detail = exc.details()
-            if code == grpc.StatusCode.UNAVAILABLE:
-                fail(f"cannot reach a server at {address}: {detail}")
-            fail(str(detail or code.name))
-
 
 @app.command("list-peers")
-def list_peers(address: RpcAddress = "127.0.0.1:6868", as_json: AsJson = False) -> None:
+def list_peers(
+    address: RpcAddress = "127.0.0.1:6868",
+    as_json: AsJson = False,
+    token: Token = None,
+    config: ConfigFile = None,
+    cert_file: CertFile = None,
+    key_file: KeyFile = None,
+    trusted_ca_file: TrustedCaFile = None,
+) -> None:
     """List the servers in the Raft configuration, and which one leads."""
     from google.protobuf import empty_pb2
 
-    reply = _call(address, "RaftGetConfiguration", empty_pb2.Empty())
+    from dkron_pb.types.v1 import dkron_pb2_grpc
+
+    options = rpc_options(address, token, config, cert_file, key_file, trusted_ca_file)
+    reply = call(
+        options, dkron_pb2_grpc.DkronServiceStub, "RaftGetConfiguration", empty_pb2.Empty()
+    )
     servers = [
         {
             "id": s.id,
@@ -74,9 +74,20 @@ def remove_peer(
         str, typer.Option("--peer-id", help="The server's node name (or its Raft address).")
     ],
     address: RpcAddress = "127.0.0.1:6868",
+    token: Token = None,
+    config: ConfigFile = None,
+    cert_file: CertFile = None,
+    key_file: KeyFile = None,
+    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Remove a server from the Raft configuration (for one that is gone for good)."""
-    from dkron_pb.types.v1 import dkron_pb2
+    from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
-    _call(address, "RaftRemovePeerByID", dkron_pb2.RaftRemovePeerByIDRequest(id=peer_id))
+    options = rpc_options(address, token, config, cert_file, key_file, trusted_ca_file)
+    call(
+        options,
+        dkron_pb2_grpc.DkronServiceStub,
+        "RaftRemovePeerByID",
+        dkron_pb2.RaftRemovePeerByIDRequest(id=peer_id),
+    )
     typer.echo(f"removed peer {peer_id}")

@@ -65,6 +65,7 @@ class Dispatcher:
         *,
         targets: Callable[[Job], list[str]] | None = None,
         term: Callable[[], int] = lambda: 0,
+        channel: Callable[[str], grpc.aio.Channel] | None = None,
     ) -> None:
         self._store = store
         self._runtime = runtime
@@ -74,6 +75,8 @@ class Dispatcher:
         self._term = term
         self.live = live
         self._notifier = notifier
+        # The node's channels (with its credentials); without them, plain ones of our own.
+        self._channel = channel or self._plain_channel
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Streams in flight at once. Past this a burst waits its turn instead of every
@@ -81,12 +84,15 @@ class Dispatcher:
         # heartbeats and cost the leadership under overload.
         self._slots = asyncio.Semaphore(_MAX_STREAMS)
 
-    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+    def _plain_channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address)
             self._channels[address] = channel
-        return agent_pb2_grpc.AgentServiceStub(channel)
+        return channel
+
+    def _stub(self, address: str) -> agent_pb2_grpc.AgentServiceStub:
+        return agent_pb2_grpc.AgentServiceStub(self._channel(address))
 
     def _spawn(self, coroutine: object, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import grpc.aio
 from google.protobuf import empty_pb2
 
 from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
+from core.security.rpc import NODE, OPEN, Access, management_only
 from core.store.raft import ReplicationError
 from core.store.state import NotFound, StoreError
 from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
@@ -21,7 +22,7 @@ from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 if TYPE_CHECKING:
     from core.server.service import DkronServer
 
-__all__ = ["DkronRpcService"]
+__all__ = ["RPC_ACCESS", "DkronRpcService"]
 
 log = logging.getLogger("dkron.rpc")
 
@@ -29,6 +30,53 @@ _FORWARD_TIMEOUT = 10.0
 _USE_REST = "not served over gRPC by dkron-py: use the REST API v1 on any server"
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+_DKRON = "/types.v1.DkronService/"
+_ACL = "/dkronpy.v1.AclService/"
+
+
+def _job_path(suffix: str) -> Any:
+    def path(request: Any) -> tuple[str | None, str]:
+        return f"/v1/jobs/{request.job_name}{suffix}", "create" if suffix else "read"
+
+    return path
+
+
+def _client(path: str, capability: str) -> Access:
+    return Access("client", lambda _request: (path, capability))
+
+
+#: Who may call each method on the RPC port (core.security.rpc.RpcGuard enforces it):
+#: node-to-node calls need the cluster key's credentials; the CLI's calls also take an
+#: ACL token, checked as the REST route they mirror (or management-only).
+RPC_ACCESS: dict[str, Access] = {
+    "/types.v1.AgentService/AgentRun": NODE,
+    _DKRON + "ExecutionDone": NODE,
+    _DKRON + "SetJob": NODE,
+    _DKRON + "DeleteJob": NODE,
+    _DKRON + "ToggleJob": NODE,
+    _DKRON + "SetExecution": NODE,
+    _DKRON + "RunJob": Access("client", _job_path("/run")),
+    _DKRON + "GetJob": Access("client", _job_path("")),
+    _DKRON + "GetActiveExecutions": _client("/v1/busy", "read"),
+    _DKRON + "Leave": _client("/v1/leave", "create"),
+    _DKRON + "RaftGetConfiguration": Access("client", management_only),
+    _DKRON + "RaftRemovePeerByID": Access("client", management_only),
+    _ACL + "Bootstrap": OPEN,
+    **{
+        _ACL + name: Access("client", management_only)
+        for name in (
+            "ApplyPolicy",
+            "ListPolicies",
+            "GetPolicy",
+            "DeletePolicy",
+            "CreateToken",
+            "ListTokens",
+            "GetToken",
+            "DeleteToken",
+        )
+    },
+}
 
 
 class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):

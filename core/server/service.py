@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc.aio
 
+from core.acl import AclRpcService, AclService
 from core.agent.convert import execution_to_proto
 from core.agent.service import AgentRunService
 from core.cron import ScheduleError, parse_schedule
@@ -30,8 +31,17 @@ from core.notify import NotifyConfig
 from core.notify.notifier import Notifier
 from core.plugins.runtime import PluginRuntime, RuntimeSettings
 from core.scheduler.scheduler import Fire, Scheduler, next_fire
+from core.security import (
+    CallSigner,
+    CallVerifier,
+    ClusterKey,
+    NodeChannels,
+    RpcGuard,
+    TlsFiles,
+    TokenCheck,
+)
 from core.server.cluster import ClusterView, form_raft_group, reconcile_peers
-from core.server.rpc import DkronRpcService
+from core.server.rpc import RPC_ACCESS, DkronRpcService
 from core.store.commands import (
     Barrier,
     DeleteExecutions,
@@ -43,6 +53,7 @@ from core.store.commands import (
 )
 from core.store.raft import RaftConfig, RaftStore, ReplicationError
 from core.store.state import DEFAULT_MAX_HISTORY, JobQuery, NotFound, StoreError, StoreState
+from dkron_pb.dkronpy.v1 import acl_pb2_grpc
 from dkron_pb.types.v1 import agent_pb2_grpc, dkron_pb2, dkron_pb2_grpc
 
 __all__ = ["VERSION", "DkronServer", "ServerConfig"]
@@ -71,7 +82,9 @@ class ServerConfig:
     region: str = "global"
     tags: Mapping[str, str] = field(default_factory=dict)
     bootstrap_expect: int = 1
-    encrypt: str | None = None
+    encrypt: str | None = field(default=None, repr=False)
+    acl_enabled: bool = False
+    tls: TlsFiles = field(default_factory=TlsFiles)  # RPC between nodes (and the API's)
     max_history: int = DEFAULT_MAX_HISTORY
     output_limit: int = 256_000
     plugins: RuntimeSettings = field(default_factory=RuntimeSettings)
@@ -101,15 +114,18 @@ class DkronServer:
         state = StoreState(max_history=config.max_history, output_limit=config.output_limit)
         self.advertise_host = config.advertise_host or _advertise(config.bind_host)
         self.raft_address = f"{self.advertise_host}:{config.raft_port}"
+        self.key = ClusterKey(config.encrypt) if config.encrypt else None
         self.store = RaftStore(
             RaftConfig(
                 bind=self.raft_address,
                 listen=f"{config.bind_host}:{config.raft_port}",
                 data_dir=config.data_dir if config.server else None,
-                password=config.encrypt,
+                password=self.key.raft_password if self.key else None,
             ),
             state,
         )
+        self.channels = NodeChannels(CallSigner(self.key.rpc) if self.key else None, config.tls)
+        self.acl = AclService(state, self.store.apply, enabled=config.acl_enabled)
         self.scheduler = Scheduler(self._on_fire)
         agent_state = Path(config.data_dir) / "agent" if config.data_dir is not None else None
         # A finished result is kept (for a new leader to collect) for an hour, at most
@@ -132,10 +148,10 @@ class DkronServer:
             notifier=self.notifier,
             targets=self._target_names,
             term=lambda: self._leader_term,
+            channel=self.channels.get,
         )
         self._grpc: grpc.aio.Server | None = None
         self._background: set[asyncio.Future[None]] = set()
-        self._channels: dict[str, grpc.aio.Channel] = {}
         self.rpc_address = f"{self.advertise_host}:{config.rpc_port}"
         self.started_at = datetime.now(UTC)
         self.gossip: Gossip | None = None
@@ -150,11 +166,19 @@ class DkronServer:
     async def start(self) -> None:
         config = self.config
         await self.runtime.start()
-        self._grpc = grpc.aio.server(options=_AGENT_SERVER_OPTIONS)
+        guard = RpcGuard(
+            CallVerifier(self.key.rpc) if self.key else None, RPC_ACCESS, self._token_check
+        )
+        self._grpc = grpc.aio.server(options=_AGENT_SERVER_OPTIONS, interceptors=[guard])
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent, self._grpc)
         if config.server:
             dkron_pb2_grpc.add_DkronServiceServicer_to_server(DkronRpcService(self), self._grpc)
-        port = self._grpc.add_insecure_port(f"{config.bind_host}:{config.rpc_port}")
+            acl_pb2_grpc.add_AclServiceServicer_to_server(AclRpcService(self.acl), self._grpc)
+        listen = f"{config.bind_host}:{config.rpc_port}"
+        if config.tls.enabled:
+            port = self._grpc.add_secure_port(listen, config.tls.grpc_server_credentials())
+        else:
+            port = self._grpc.add_insecure_port(listen)
         self.rpc_address = f"{self.advertise_host}:{port}"
         await self._grpc.start()
 
@@ -164,7 +188,7 @@ class DkronServer:
             bind_port=config.gossip_port,  # 0: Gossip picks one free for UDP and TCP
             advertise_host=self.advertise_host,
             tags=self.tags(),
-            secret=config.encrypt,
+            secret=self.key.gossip_secret.hex() if self.key else None,
             ping_interval=config.gossip_ping_interval,
             suspect_timeout=config.gossip_suspect_timeout,
         )
@@ -278,9 +302,7 @@ class DkronServer:
         await self.store.close()
         if self.gossip is not None:
             await self.gossip.close()
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+        await self.channels.close()
 
     async def _leave(self) -> None:
         """Graceful leave: hand leadership over, then tell the cluster we left (the
@@ -306,11 +328,28 @@ class DkronServer:
     # -- cluster lookups -------------------------------------------------------------------
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = grpc.aio.insecure_channel(address)
-            self._channels[address] = channel
-        return channel
+        return self.channels.get(address)
+
+    def _token_check(self) -> TokenCheck | None:
+        """How the RPC guard checks a client call's ACL token (None: ACLs are off)."""
+        if not self.acl.enabled:
+            return None
+        acl = self.acl
+
+        def check(
+            secret: str | None, path: str | None, capability: str
+        ) -> tuple[grpc.StatusCode, str] | None:
+            refusal = acl.check(secret, path, (capability,))
+            if refusal is None:
+                return None
+            code = (
+                grpc.StatusCode.UNAUTHENTICATED
+                if refusal.status == 401
+                else grpc.StatusCode.PERMISSION_DENIED
+            )
+            return code, refusal.reason
+
+        return check
 
     def _agent_address(self, node: str) -> str | None:
         if node == self.config.node_name:

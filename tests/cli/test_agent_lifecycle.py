@@ -223,24 +223,47 @@ def test_config_file_found_in_home_and_env_override(tmp_path: Path) -> None:
     assert result.stderr.startswith("dkronctl: --bootstrap-expect only applies to servers")
 
 
-def test_a_node_bound_beyond_loopback_without_encrypt_warns_once(tmp_path: Path) -> None:
+def test_a_node_beyond_loopback_without_a_key_refuses_to_start(tmp_path: Path) -> None:
     agent = Agent(tmp_path)
+    # The last --bind-addr wins: gossip, gRPC and Raft would listen on every interface.
+    argv = agent.argv("--bind-addr", f"0.0.0.0:{free_port()}", "--advertise-addr", "127.0.0.1")
+    refused = subprocess.run(
+        argv, capture_output=True, text=True, timeout=30, env=clean_env(tmp_path), cwd=tmp_path
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "dkronctl: refusing to listen on 0.0.0.0 without a cluster key: anyone who can reach"
+    )
+    assert "--insecure" in refused.stderr and "DKRON_ENCRYPT" in refused.stderr
+
+    # --insecure is the documented opt-out: it starts, and says so once.
     try:
-        # The last --bind-addr wins: gossip, gRPC and Raft listen on every interface.
-        agent.start("--bind-addr", f"0.0.0.0:{free_port()}", "--advertise-addr", "127.0.0.1")
-        warning = "without --encrypt: gossip and Raft traffic is neither encrypted"
-        assert agent.stderr().count(warning) == 1
-        assert "bound to 0.0.0.0" in agent.stderr()
+        agent.start("--bind-addr", f"0.0.0.0:{free_port()}", "--advertise-addr", "127.0.0.1",
+                    "--insecure")  # fmt: skip
+        assert agent.stderr().count("--insecure: listening on 0.0.0.0 without a cluster key") == 1
     finally:
         agent.kill9()
 
+    # With a key it starts quietly.
     quiet = Agent(tmp_path / "encrypted")
     quiet.workdir.mkdir()
     try:
         quiet.start(
             "--bind-addr", f"0.0.0.0:{free_port()}", "--advertise-addr", "127.0.0.1",
-            "--encrypt", "4n1S3HqsIqA6XW1U0F1uRQ==",
+            env={"DKRON_ENCRYPT": "4n1S3HqsIqA6XW1U0F1uRQ=="},
         )  # fmt: skip
-        assert "without --encrypt" not in quiet.stderr()
+        assert "without a cluster key" not in quiet.stderr()
     finally:
         quiet.kill9()
+
+
+def test_acls_without_a_cluster_key_refuse_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "dkron.yml"
+    config.write_text("acl:\n  enabled: true\n")
+    agent = Agent(tmp_path)
+    refused = subprocess.run(
+        agent.argv("--config", str(config)), capture_output=True, text=True, timeout=30,
+        env=clean_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("dkronctl: acl.enabled needs a cluster key")

@@ -11,15 +11,22 @@ import pickle
 import socket
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CLUSTER_KEY",
     "RceProbe",
+    "agent_run_request",
+    "grpc_call",
     "raft_frame",
     "send_raw",
 ]
+
+
+# A valid key (dkronctl keygen), as an operator would set it.
+CLUSTER_KEY = "q0Yv2TVQ9lTbnJ3HZmwqRA=="
 
 
 class RceProbe:
@@ -82,3 +89,49 @@ def send_raw(host: str, port: int, chunks: Iterable[bytes], *, read_timeout: flo
                     break
                 received += data
     return received
+
+
+def agent_run_request(command: str, *, term: int = 0, run_id: str = "") -> Any:
+    """An AgentRun for a shell job running ``command``, as a leader would send it."""
+    from dkron_pb.types.v1 import agent_pb2, dkron_pb2
+
+    job = dkron_pb2.Job(
+        name="intruder", executor="shell", executor_config={"command": command, "shell": "true"}
+    )
+    execution = dkron_pb2.Execution(job_name="intruder", node_name="node1", run_id=run_id)
+    return agent_pb2.AgentRunRequest(job=job, execution=execution, term=term)
+
+
+def grpc_call(
+    address: str,
+    method: str,
+    request: Any,
+    response_type: Any,
+    *,
+    metadata: Sequence[tuple[str, str]] = (),
+    stream: bool = False,
+) -> tuple[Any, str, list[Any]]:
+    """One raw gRPC call as an outsider makes it: (status code, details, responses)."""
+    import grpc
+
+    with grpc.insecure_channel(address) as channel:
+        serializer = type(request).SerializeToString
+        if stream:
+            call = channel.unary_stream(
+                method,
+                request_serializer=serializer,
+                response_deserializer=response_type.FromString,
+            )
+            try:
+                replies = list(call(request, timeout=10, metadata=list(metadata)))
+            except grpc.RpcError as exc:
+                return exc.code(), exc.details() or "", []
+            return grpc.StatusCode.OK, "", replies
+        unary = channel.unary_unary(
+            method, request_serializer=serializer, response_deserializer=response_type.FromString
+        )
+        try:
+            reply = unary(request, timeout=10, metadata=list(metadata))
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details() or "", []
+        return grpc.StatusCode.OK, "", [reply]

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from agent_process import Agent
-
-# A valid key (dkronctl keygen), as an operator would set it.
-CLUSTER_KEY = "q0Yv2TVQ9lTbnJ3HZmwqRA=="
+from attacks import CLUSTER_KEY
 
 
 @pytest.fixture(scope="module")
