@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -59,10 +60,25 @@ class Agent:
         self.node_name = node_name
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # Set for an agent serving HTTPS (its CA, and a client certificate if it asks).
+        self.ssl: ssl.SSLContext | None = None
+        self.token: str | None = None  # an ACL token for api() once ACLs are bootstrapped
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.ssl is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
+
+    def open(self, path: str, *, data: bytes | None = None, method: str | None = None,
+             timeout: float = 10) -> Any:  # fmt: skip
+        """urlopen on this agent's API, with its TLS context and token."""
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(
+            f"{self.address}{path}", data=data, method=method, headers=headers
+        )
+        return urllib.request.urlopen(request, timeout=timeout, context=self.ssl)
 
     def argv(self, *extra: str) -> list[str]:
         return [
@@ -114,7 +130,7 @@ class Agent:
                     f"agent exited with {self.process.returncode}: {self.stderr()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.address}/health", timeout=1) as response:
+                with self.open("/health", timeout=1) as response:
                     return bool(json.loads(response.read())["status"] == "healthy")
             except OSError:
                 return False
@@ -124,15 +140,16 @@ class Agent:
         wait_for(lambda: self.is_leader(), timeout=START_DEADLINE)
 
     def is_leader(self) -> bool:
+        # /health says so on a server (Dkron 4.1), and needs no ACL token.
         try:
-            with urllib.request.urlopen(f"{self.address}/v1/isleader", timeout=1):
-                return True
+            with self.open("/health", timeout=1) as response:
+                return bool(json.loads(response.read()).get("leader"))
         except OSError:
             return False
 
     def api(self, path: str) -> Any:
         """A direct GET, for polling: cheaper than a dkronctl process per attempt."""
-        with urllib.request.urlopen(f"{self.address}{path}", timeout=10) as response:
+        with self.open(path) as response:
             return json.loads(response.read())
 
     def executions(self, job: str) -> list[dict[str, Any]]:
@@ -185,8 +202,10 @@ def run_cli(
     input: str | None = None,
     check: bool = True,
     timeout: float = 30.0,
+    env: dict[str, str] | None = None,
 ) -> Result:
     extra = {"DKRON_ADDR": address} if address else {}
+    extra.update(env or {})
     completed = subprocess.run(
         [DKRONCTL, *args],
         input=input,

@@ -182,7 +182,8 @@ async def _dkron_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    return _json(request, {"status": "healthy"})
+    # Dkron 4.1: a server also says whether it leads (open even with ACLs on).
+    return _json(request, {"status": "healthy", "leader": _server(request).is_leader})
 
 
 async def debug_vars(request: web.Request) -> web.StreamResponse:

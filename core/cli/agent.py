@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from core.config import SECRET_SETTINGS, AgentConfig, ConfigError, load_config
-from core.security.redact import hide_secret_flags
+from core.security.redact import hide_secret_flags, scrub_secret_environment
 
 if TYPE_CHECKING:
     from core.server.service import DkronServer
@@ -297,6 +297,7 @@ def agent(
     except ConfigError as exc:
         _fail(str(exc), 2)
     _configure_logging(settings)
+    scrub_secret_environment()  # read: plugins and jobs inherit the rest of it
     for name in sorted(secret_flags):
         log.warning(
             "--%s was given on the command line, which other local users can read while "

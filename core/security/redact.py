@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import MutableMapping, Sequence
 
-__all__ = ["REDACTED", "SECRET_FLAGS", "hide_secret_flags", "redact_argv"]
+__all__ = [
+    "REDACTED",
+    "SECRET_ENVIRONMENT",
+    "SECRET_FLAGS",
+    "hide_secret_flags",
+    "redact_argv",
+    "scrub_secret_environment",
+]
 
 REDACTED = "<redacted>"
 # Command-line flags whose value is a secret (Dkron's and ours).
 SECRET_FLAGS = frozenset({"--encrypt", "--mail-password", "--token", "--password"})
+
+
+# Environment variables holding secrets: read once at start, then removed, so plugins and
+# the jobs they run (which inherit the agent's environment) never see them.
+SECRET_ENVIRONMENT = frozenset({"DKRON_ENCRYPT", "DKRON_MAIL_PASSWORD", "DKRON_TOKEN"})
+
+
+def scrub_secret_environment(environ: MutableMapping[str, str] = os.environ) -> list[str]:
+    """Remove the secret variables; returns the names removed."""
+    removed = sorted(name for name in SECRET_ENVIRONMENT if name in environ)
+    for name in removed:
+        del environ[name]
+    return removed
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

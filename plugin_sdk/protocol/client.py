@@ -176,6 +176,7 @@ class PluginClient:
         argv: Sequence[str],
         process: asyncio.subprocess.Process,
         logger: logging.Logger,
+        socket_dir: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -187,7 +188,9 @@ class PluginClient:
         self._channel: grpc.aio.Channel | None = None
         self._broker: HostBroker | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._socket_dir = tempfile.mkdtemp(prefix="dkron-")  # short: sun_path is 108 bytes
+        # Private (0700): the plugin's own socket and our status servers live here, so no
+        # other local user can connect to them (short: sun_path is 108 bytes).
+        self._socket_dir = socket_dir or tempfile.mkdtemp(prefix="dkron-")
         self._status_servers = _StatusServerPool(self._socket_dir)
         self._legacy_executor = False
         self._closed = False
@@ -213,17 +216,23 @@ class PluginClient:
         versions = list(versions)
         plugin_name = name or os.path.basename(argv[0])
         log = logger or logging.getLogger(f"dkron.plugin.{plugin_name}")
+        socket_dir = tempfile.mkdtemp(prefix="dkron-")
+        environment = plugin_environment(handshake, versions, base=env)
+        # go-plugin's variable: a plugin that honours it (ours, go-plugin >= 1.5) puts its
+        # unix socket in our private directory instead of the world-readable /tmp.
+        environment["PLUGIN_UNIX_SOCKET_DIR"] = socket_dir
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=plugin_environment(handshake, versions, base=env),
+                env=environment,
                 limit=_LINE_LIMIT,
             )
         except OSError as exc:
+            shutil.rmtree(socket_dir, ignore_errors=True)
             raise PluginStartError(plugin_name, f"cannot execute {argv[0]}: {exc}") from exc
-        client = cls(plugin_name, argv, process, log)
+        client = cls(plugin_name, argv, process, log, socket_dir)
         try:
             await client._start(versions, list(allowed_protocols), start_timeout, receive_limit)
         except BaseException:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def test_health_has_no_whom_and_no_cors(api: Api) -> None:
     reply = await api.get("/health", headers={"Origin": "http://ui.example"})
     assert reply.status == 200
-    assert reply.body == b'{"status":"healthy"}'
+    assert reply.body == b'{"status":"healthy","leader":true}'
     assert "X-Whom" not in reply.headers
     assert "Access-Control-Allow-Origin" not in reply.headers
 

@@ -80,6 +80,42 @@ async def test_encrypted_servers_form_and_forward_writes(cluster: Any) -> None:
     assert all(e.success and e.output == b"hi\n" for e in leader.executions("hello"))
 
 
+async def test_acl_tokens_replicate_and_a_revocation_holds_on_every_server(
+    cluster: Any,
+) -> None:
+    key = _key()
+    first = await cluster("s1", bootstrap_expect=2, encrypt=key, acl_enabled=True)
+    assert first.gossip is not None
+    second = await cluster(
+        "s2", bootstrap_expect=2, encrypt=key, acl_enabled=True,
+        retry_join=(first.gossip.address,), retry_interval=0.2,
+    )  # fmt: skip
+    servers = [first, second]
+    leader = await wait_for(lambda: _leader(servers), timeout=20)
+    follower = second if leader is first else first
+
+    # Bootstrapped and issued on the follower (forwarded to the leader by Raft).
+    await follower.acl.bootstrap()
+    issued = await follower.acl.create_token("ops", "client", ["default"])
+    await wait_for(lambda: leader.acl.resolve(issued.secret) is not None, timeout=5)
+    for server in servers:
+        assert server.acl.check(issued.secret, "/v1/jobs", ("read",)) is None
+    # Only the hash travels and is kept, on every server.
+    for server in servers:
+        stored = server.store.state.acl_tokens[issued.token.accessor_id]
+        assert issued.secret not in repr(stored)
+
+    # Revoked through the leader: refused there at once, and on the follower as soon as
+    # it applies that one commit (its next append from the leader).
+    await leader.acl.delete_token(issued.token.accessor_id)
+    refusal = leader.acl.check(issued.secret, "/v1/jobs", ("read",))
+    assert refusal is not None and refusal.status == 401
+    applied = leader.store.applied_index
+    await wait_for(lambda: follower.store.applied_index >= applied, timeout=2)
+    refusal = follower.acl.check(issued.secret, "/v1/jobs", ("read",))
+    assert refusal is not None and refusal.status == 401
+
+
 async def test_a_node_with_another_key_is_not_admitted(cluster: Any) -> None:
     first = await cluster("s1", bootstrap_expect=1, encrypt=_key())
     stranger = await cluster("x1", bootstrap_expect=1, encrypt=_key())
