@@ -466,15 +466,13 @@ class StoreState:
     # them); a section this version does not know is refused rather than dropped.
 
     def snapshot_sections(self) -> Iterator[tuple[str, Any]]:
-
         yield "jobs", [encode_record(job) for job in self.jobs.values()]
-        yield (
-            "executions",
-            [
-                [name, [encode_record(e) for e in history.values()]]
-                for name, history in self.executions.items()
-            ],
-        )
+        # Each execution with its key, so loading need not recompute it.
+        executions = [
+            [name, [[key, encode_record(e)] for key, e in history.items()]]
+            for name, history in self.executions.items()
+        ]
+        yield "executions", executions
         yield "running", {name: sorted(ids) for name, ids in self.running.items() if ids}
         yield "launches", [encode_record(launch) for launch in self.launches.values()]
         yield "last_fire", {name: encode_time(t) for name, t in self.last_fire.items()}
@@ -547,9 +545,10 @@ def _load_executions(state: StoreState, value: Any) -> None:
         if not isinstance(records, list):
             raise CodecError(f"snapshot executions of {name!r}: expected a list")
         history: dict[str, Execution] = {}
-        for record in records:
-            execution: Execution = decode_record(Execution, record, f"execution of {name!r}")
-            history[execution.id] = execution
+        for pair in records:
+            if not (type(pair) is list and len(pair) == 2 and type(pair[0]) is str):
+                raise CodecError(f"snapshot executions of {name!r}: expected [id, execution]")
+            history[pair[0]] = decode_record(Execution, pair[1], f"execution of {name!r}")
         state.executions[name] = history
 
 
@@ -575,7 +574,10 @@ def _load_last_fire(state: StoreState, value: Any) -> None:
 
     if not isinstance(value, dict):
         raise CodecError("snapshot last_fire: expected a map")
-    state.last_fire = {str(k): decode_time(v, f"last fire of {k!r}") for k, v in value.items()}
+    try:
+        state.last_fire = {str(k): decode_time(v) for k, v in value.items()}
+    except CodecError as exc:
+        raise CodecError(f"snapshot last_fire: {exc}") from None
 
 
 def _load_leader_term(state: StoreState, value: Any) -> None:
