@@ -65,7 +65,9 @@ class AgentConfig:
     # to the private IP; loopback keeps a first single node private.
     bind_addr: str = "127.0.0.1:8946"
     advertise_addr: str = ""
-    http_addr: str = ":8080"
+    # Dkron listens on every interface (:8080). Without ACLs that lets any host create
+    # and run jobs, so the API starts on loopback unless told where (e.g. :8080).
+    http_addr: str = "127.0.0.1:8080"
     join: tuple[str, ...] = ()
     retry_join: tuple[str, ...] = ()
     retry_interval: float = 30.0  # seconds (Go duration in files, env and flags)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 DKRONCTL = str(Path(sys.executable).parent / "dkronctl")
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: "not yet" in Dkron's JSON
 START_DEADLINE = 30.0
 
 
@@ -155,6 +156,25 @@ class Agent:
     def executions(self, job: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.api(f"/v1/jobs/{job}/executions")
         return result
+
+    def post(self, path: str, body: object | None = None) -> Any:
+        """A direct POST of ``body`` as JSON; the decoded answer (None if empty)."""
+        data = b"" if body is None else json.dumps(body).encode()
+        with self.open(path, data=data, method="POST") as response:
+            answer = response.read()
+        return json.loads(answer) if answer.strip() else None
+
+    def finished(self, job: str) -> list[dict[str, Any]]:
+        """The job's finished executions (newest first, as the API lists them)."""
+        return [e for e in self.executions(job) if e["finished_at"] != ZERO_TIME]
+
+    def run_shell(self, job: str, command: str) -> dict[str, Any]:
+        """Create a manual shell job, run it once, wait for it; its execution."""
+        self.post("/v1/jobs", {"name": job, "schedule": "@manually", "executor": "shell",
+                               "executor_config": {"command": command}})  # fmt: skip
+        self.post(f"/v1/jobs/{job}/run")
+        done: list[dict[str, Any]] = wait_for(lambda: self.finished(job))
+        return done[0]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

@@ -14,17 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from core.cli.client import AsJson, echo_json, fail, table
-from core.cli.rpc import (
-    CertFile,
-    ConfigFile,
-    KeyFile,
-    RpcAddress,
-    RpcOptions,
-    Token,
-    TrustedCaFile,
-    call,
-    rpc_options,
-)
+from core.cli.rpc import RpcOptions, call, rpc_command
 
 __all__ = ["app"]
 
@@ -34,7 +24,6 @@ token_app = typer.Typer(help="Operate ACL tokens.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(token_app, name="token")
 
-_DEFAULT_RPC = "127.0.0.1:6868"
 Name = Annotated[str | None, typer.Option("-n", "--name", help="Policy name.", show_default=False)]
 NameArgument = Annotated[
     str | None, typer.Argument(help="Policy name (or -n).", show_default=False)
@@ -82,31 +71,15 @@ def _print_token(token: Any) -> None:
     typer.echo("\n".join(lines))
 
 
-def _options(**values: Any) -> RpcOptions:
-    return rpc_options(
-        values["address"],
-        values["token"],
-        values["config"],
-        values["cert_file"],
-        values["key_file"],
-        values["trusted_ca_file"],
-    )
-
-
 @app.command("bootstrap")
+@rpc_command
 def bootstrap(
-    address: RpcAddress = _DEFAULT_RPC,
+    options: RpcOptions,
     as_json: AsJson = False,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Create the first management token (once per cluster) and print it."""
     from google.protobuf import empty_pb2
 
-    options = _options(**locals())
     reply = _stub(options, "Bootstrap", empty_pb2.Empty())
     if as_json:
         echo_json(_token_dict(reply))
@@ -115,7 +88,9 @@ def bootstrap(
 
 
 @policy_app.command("apply")
+@rpc_command
 def policy_apply(
+    options: RpcOptions,
     name: Name = None,
     rules_file: Annotated[
         Path | None,
@@ -123,12 +98,6 @@ def policy_apply(
             "-r", "--rules-file", help="File with the policy's rules (JSON).", show_default=False
         ),
     ] = None,
-    address: RpcAddress = _DEFAULT_RPC,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Create or replace a policy from a rules file."""
     from dkron_pb.dkronpy.v1 import acl_pb2
@@ -139,25 +108,20 @@ def policy_apply(
         rules = rules_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {rules_file}: {exc}")
-    options = _options(**{k: v for k, v in locals().items() if k != "rules"})
     reply = _stub(options, "ApplyPolicy", acl_pb2.AclPolicy(name=name, rules=rules))
     typer.echo(f"policy {reply.name!r} applied")
 
 
 @policy_app.command("list")
+@rpc_command
 def policy_list(
-    address: RpcAddress = _DEFAULT_RPC,
+    options: RpcOptions,
     as_json: AsJson = False,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """List policies."""
     from google.protobuf import empty_pb2
 
-    reply = _stub(_options(**locals()), "ListPolicies", empty_pb2.Empty())
+    reply = _stub(options, "ListPolicies", empty_pb2.Empty())
     if as_json:
         echo_json([{"name": p.name, "rules": json.loads(p.rules)} for p in reply.policies])
         return
@@ -173,45 +137,39 @@ def _policy_name(positional: str | None, option: str | None) -> str:
 
 
 @policy_app.command("info")
+@rpc_command
 def policy_info(
+    options: RpcOptions,
     policy: NameArgument = None,
     name: Name = None,
-    address: RpcAddress = _DEFAULT_RPC,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Print a policy's rules."""
     from dkron_pb.dkronpy.v1 import acl_pb2
 
     chosen = _policy_name(policy, name)
-    reply = _stub(_options(**locals()), "GetPolicy", acl_pb2.AclPolicyName(name=chosen))
+    reply = _stub(options, "GetPolicy", acl_pb2.AclPolicyName(name=chosen))
     echo_json({"name": reply.name, "rules": json.loads(reply.rules)})
 
 
 @policy_app.command("delete")
+@rpc_command
 def policy_delete(
+    options: RpcOptions,
     policy: NameArgument = None,
     name: Name = None,
-    address: RpcAddress = _DEFAULT_RPC,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Delete a policy."""
     from dkron_pb.dkronpy.v1 import acl_pb2
 
     chosen = _policy_name(policy, name)
-    _stub(_options(**locals()), "DeletePolicy", acl_pb2.AclPolicyName(name=chosen))
+    _stub(options, "DeletePolicy", acl_pb2.AclPolicyName(name=chosen))
     typer.echo(f"policy {chosen!r} deleted")
 
 
 @token_app.command("create")
+@rpc_command
 def token_create(
+    options: RpcOptions,
     name: Annotated[
         str | None,
         typer.Option("-n", "--name", help="The token's human-readable name.", show_default=False),
@@ -223,13 +181,7 @@ def token_create(
         ),
     ] = None,
     kind: Annotated[str, typer.Option("-t", "--type", help="client or management.")] = "client",
-    address: RpcAddress = _DEFAULT_RPC,
     as_json: AsJson = False,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Create a token and print it, secret included (shown only now)."""
     from dkron_pb.dkronpy.v1 import acl_pb2
@@ -238,7 +190,7 @@ def token_create(
         fail("token create needs -n NAME", 2)
     policies = [] if kind == "management" else list(policy or ["default"])
     request = acl_pb2.CreateTokenRequest(name=name, type=kind, policies=policies)
-    reply = _stub(_options(**locals()), "CreateToken", request)
+    reply = _stub(options, "CreateToken", request)
     if as_json:
         echo_json(_token_dict(reply))
     else:
@@ -246,19 +198,15 @@ def token_create(
 
 
 @token_app.command("list")
+@rpc_command
 def token_list(
-    address: RpcAddress = _DEFAULT_RPC,
+    options: RpcOptions,
     as_json: AsJson = False,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """List tokens (never their secrets)."""
     from google.protobuf import empty_pb2
 
-    reply = _stub(_options(**locals()), "ListTokens", empty_pb2.Empty())
+    reply = _stub(options, "ListTokens", empty_pb2.Empty())
     if as_json:
         echo_json([_token_dict(t) for t in reply.tokens])
         return
@@ -272,20 +220,16 @@ Accessor = Annotated[
 
 
 @token_app.command("info")
+@rpc_command
 def token_info(
+    options: RpcOptions,
     accessor: Accessor = None,
-    address: RpcAddress = _DEFAULT_RPC,
     as_json: AsJson = False,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Print a token (without its secret)."""
     from dkron_pb.dkronpy.v1 import acl_pb2
 
-    reply = _stub(_options(**locals()), "GetToken", acl_pb2.TokenQuery(accessor_id=accessor or ""))
+    reply = _stub(options, "GetToken", acl_pb2.TokenQuery(accessor_id=accessor or ""))
     if as_json:
         echo_json(_token_dict(reply))
     else:
@@ -293,17 +237,13 @@ def token_info(
 
 
 @token_app.command("delete")
+@rpc_command
 def token_delete(
+    options: RpcOptions,
     accessor: Annotated[str, typer.Argument(help="Accessor ID of the token to revoke.")],
-    address: RpcAddress = _DEFAULT_RPC,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Revoke a token (on every server at once)."""
     from dkron_pb.dkronpy.v1 import acl_pb2
 
-    _stub(_options(**locals()), "DeleteToken", acl_pb2.TokenQuery(accessor_id=accessor))
+    _stub(options, "DeleteToken", acl_pb2.TokenQuery(accessor_id=accessor))
     typer.echo(f"token {accessor} revoked")

@@ -60,7 +60,10 @@ def agent(
         str | None, _str_option("--advertise-addr", "Address advertised to other nodes.", "ADDR")
     ] = None,
     http_addr: Annotated[
-        str | None, _str_option("--http-addr", "Where the REST API listens (:8080).", "ADDR")
+        str | None,
+        _str_option(
+            "--http-addr", "Where the REST API listens (127.0.0.1:8080; :8080 for all).", "ADDR"
+        ),
     ] = None,
     join: Annotated[
         list[str] | None, _str_option("--join", "Gossip address (host:port) of a node to join.")

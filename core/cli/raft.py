@@ -13,16 +13,7 @@ from typing import Annotated
 import typer
 
 from core.cli.client import AsJson, echo_json, table
-from core.cli.rpc import (
-    CertFile,
-    ConfigFile,
-    KeyFile,
-    RpcAddress,
-    Token,
-    TrustedCaFile,
-    call,
-    rpc_options,
-)
+from core.cli.rpc import RpcOptions, call, rpc_command
 
 __all__ = ["app"]
 
@@ -30,21 +21,13 @@ app = typer.Typer(help="Inspect and change the Raft configuration.", no_args_is_
 
 
 @app.command("list-peers")
-def list_peers(
-    address: RpcAddress = "127.0.0.1:6868",
-    as_json: AsJson = False,
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
-) -> None:
+@rpc_command
+def list_peers(options: RpcOptions, as_json: AsJson = False) -> None:
     """List the servers in the Raft configuration, and which one leads."""
     from google.protobuf import empty_pb2
 
     from dkron_pb.types.v1 import dkron_pb2_grpc
 
-    options = rpc_options(address, token, config, cert_file, key_file, trusted_ca_file)
     reply = call(
         options, dkron_pb2_grpc.DkronServiceStub, "RaftGetConfiguration", empty_pb2.Empty()
     )
@@ -69,21 +52,16 @@ def list_peers(
 
 
 @app.command("remove-peer")
+@rpc_command
 def remove_peer(
+    options: RpcOptions,
     peer_id: Annotated[
         str, typer.Option("--peer-id", help="The server's node name (or its Raft address).")
     ],
-    address: RpcAddress = "127.0.0.1:6868",
-    token: Token = None,
-    config: ConfigFile = None,
-    cert_file: CertFile = None,
-    key_file: KeyFile = None,
-    trusted_ca_file: TrustedCaFile = None,
 ) -> None:
     """Remove a server from the Raft configuration (for one that is gone for good)."""
     from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
-    options = rpc_options(address, token, config, cert_file, key_file, trusted_ca_file)
     call(
         options,
         dkron_pb2_grpc.DkronServiceStub,

@@ -9,6 +9,9 @@ config file (never from a flag, which ``ps`` would show). TLS flags are Dkron Pr
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,17 +19,7 @@ import typer
 
 from core.cli.client import Token, fail
 
-__all__ = [
-    "CertFile",
-    "ConfigFile",
-    "KeyFile",
-    "RpcAddress",
-    "RpcOptions",
-    "Token",
-    "TrustedCaFile",
-    "call",
-    "rpc_options",
-]
+__all__ = ["RpcAddress", "RpcOptions", "call", "rpc_command"]
 
 RpcAddress = Annotated[
     str,
@@ -115,15 +108,37 @@ class RpcOptions:
         return grpc.intercept_channel(channel, sync_node_interceptor(signer, self.token))
 
 
-def rpc_options(
-    address: str,
-    token: str | None = None,
-    config: Path | None = None,
-    cert_file: Path | None = None,
-    key_file: Path | None = None,
-    trusted_ca_file: Path | None = None,
-) -> RpcOptions:
-    return RpcOptions(address, token, config, cert_file, key_file, trusted_ca_file)
+_DEFAULT_RPC = "127.0.0.1:6868"
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+# What every RPC command takes, in this order (RpcOptions's fields).
+_CONNECTION = [
+    inspect.Parameter("address", _KEYWORD, default=_DEFAULT_RPC, annotation=RpcAddress),
+    inspect.Parameter("token", _KEYWORD, default=None, annotation=Token),
+    inspect.Parameter("config", _KEYWORD, default=None, annotation=ConfigFile),
+    inspect.Parameter("cert_file", _KEYWORD, default=None, annotation=CertFile),
+    inspect.Parameter("key_file", _KEYWORD, default=None, annotation=KeyFile),
+    inspect.Parameter("trusted_ca_file", _KEYWORD, default=None, annotation=TrustedCaFile),
+]
+
+
+def rpc_command(function: Callable[..., None]) -> Callable[..., None]:
+    """A command whose first parameter is ``options: RpcOptions``, given the connection
+    options (address, token, config, TLS files) as typer sees them."""
+    own = inspect.signature(function, eval_str=True)
+    kept = [p for name, p in own.parameters.items() if name != "options"]
+
+    @functools.wraps(function)
+    def command(**values: Any) -> None:
+        connection = [values.pop(p.name) for p in _CONNECTION]
+        function(RpcOptions(*connection), **values)
+
+    parameters = kept + _CONNECTION
+    command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    # Evaluated here, in the command's module: typer resolves string annotations against
+    # this wrapper's module otherwise.
+    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    del command.__wrapped__  # typer must read the signature above, not the function's
+    return command
 
 
 def call(options: RpcOptions, stub_class: Any, method: str, request: Any) -> Any:

@@ -71,8 +71,9 @@ def test_defaults_without_any_source(tmp_path: Path) -> None:
     config = load(tmp_path)
     assert config.server is False
     assert config.node_name == socket.gethostname()
-    assert config.http_addr == ":8080"
-    assert (config.http_host, config.http_port) == ("", 8080)
+    # Loopback unless told otherwise: without ACLs the API runs anyone's jobs.
+    assert config.http_addr == "127.0.0.1:8080"
+    assert (config.http_host, config.http_port) == ("127.0.0.1", 8080)
     assert config.rpc_port == 6868
     assert config.effective_raft_port == 6869
     assert config.data_dir == Path("dkron.data")

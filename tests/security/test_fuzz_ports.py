@@ -5,11 +5,9 @@ replays exactly."""
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import socket
 import struct
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -106,9 +104,6 @@ def test_every_port_survives_garbage_and_runs_nothing(
     assert not probe.marker.exists()
     assert _job_names(agent) == before  # nothing was written
     name = f"after-fuzz-{agent_fixture}"
-    body = json.dumps({"name": name, "schedule": "@manually", "executor": "shell",
-                       "executor_config": {"command": "true"}}).encode()  # fmt: skip
-    urllib.request.urlopen(
-        urllib.request.Request(f"{agent.address}/v1/jobs", data=body, method="POST"), timeout=10
-    ).close()
+    agent.post("/v1/jobs", {"name": name, "schedule": "@manually", "executor": "shell",
+                            "executor_config": {"command": "true"}})  # fmt: skip
     assert name in _job_names(agent)

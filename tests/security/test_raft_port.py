@@ -4,11 +4,9 @@ refused. Each probe fails on the code before the Raft guards (core.store._raft_w
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import struct
-import urllib.request
 import zlib
 from pathlib import Path
 
@@ -22,22 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 def _alive_and_serving(agent: Agent, job_name: str) -> None:
     """The node survived: still running, still writes and reads a job."""
     assert agent.process is not None and agent.process.poll() is None, agent.stderr()
-    body = json.dumps(
-        {
-            "name": job_name,
-            "schedule": "@every 1h",
-            "executor": "shell",
-            "executor_config": {"command": "true"},
-        }
-    ).encode()
-    request = urllib.request.Request(
-        f"{agent.address}/v1/jobs",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 201
+    agent.post("/v1/jobs", {"name": job_name, "schedule": "@every 1h", "executor": "shell",
+                            "executor_config": {"command": "true"}})  # fmt: skip
     assert agent.api(f"/v1/jobs/{job_name}")["name"] == job_name
 
 

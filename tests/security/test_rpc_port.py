@@ -5,15 +5,13 @@ an unauthenticated or implausible leader is ever stored."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from agent_process import Agent, wait_for
+from agent_process import Agent
 from attacks import CLUSTER_KEY, agent_run_request, grpc_call
 from google.protobuf import empty_pb2
 
@@ -136,25 +134,6 @@ def test_an_implausible_term_is_refused_and_not_stored(keyless_agent: Agent) -> 
     assert _term_mark(keyless_agent) == before
 
 
-def _run_job(agent: Agent, name: str) -> None:
-    body = json.dumps(
-        {
-            "name": name,
-            "schedule": "@manually",
-            "executor": "shell",
-            "executor_config": {"command": "echo recovered"},
-        }
-    ).encode()
-    for path, data in (("/v1/jobs", body), (f"/v1/jobs/{name}/run", b"")):
-        request = urllib.request.Request(
-            f"{agent.address}{path}",
-            data=data,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(request, timeout=10).close()
-
-
 def test_a_node_poisoned_by_an_old_version_recovers_on_start(tmp_path: Path) -> None:
     agent = Agent(tmp_path)
     (agent.data_dir / "agent").mkdir(parents=True)
@@ -162,27 +141,13 @@ def test_a_node_poisoned_by_an_old_version_recovers_on_start(tmp_path: Path) -> 
     try:
         agent.start()
         assert "discarding the implausible leader term mark" in agent.stderr()
-        _run_job(agent, "after-poison")
-        done = wait_for(
-            lambda: [
-                e
-                for e in agent.executions("after-poison")
-                if e["finished_at"] != "0001-01-01T00:00:00Z"
-            ]
-        )
-        assert done[0]["success"] and "recovered" in done[0]["output"]
+        run = agent.run_shell("after-poison", "echo recovered")
+        assert run["success"] and "recovered" in run["output"]
     finally:
         agent.kill9()
 
 
 def test_a_keyed_node_still_runs_its_own_jobs(keyed_agent: Agent) -> None:
     # The leader's AgentRun to its own agent is a signed node call like any other.
-    _run_job(keyed_agent, "keyed-run")
-    done = wait_for(
-        lambda: [
-            e
-            for e in keyed_agent.executions("keyed-run")
-            if e["finished_at"] != "0001-01-01T00:00:00Z"
-        ]
-    )
-    assert done[0]["success"] and "recovered" in done[0]["output"]
+    run = keyed_agent.run_shell("keyed-run", "echo signed")
+    assert run["success"] and "signed" in run["output"]

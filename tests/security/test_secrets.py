@@ -3,30 +3,17 @@ in the environment of the jobs an agent runs."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
-from agent_process import Agent, clean_env, wait_for
+from agent_process import Agent, clean_env
 from attacks import CLUSTER_KEY
 
 pytestmark = pytest.mark.timeout(120)
 
 MAIL_PASSWORD = "hunter2-mail-password"
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def _post(agent: Agent, path: str, body: object | None = None) -> None:
-    data = b"" if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{agent.address}{path}",
-        data=data,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 def _everything_the_api_says(agent: Agent) -> str:
@@ -60,14 +47,7 @@ def test_jobs_do_not_inherit_the_agents_secrets(tmp_path: Path) -> None:
     agent = Agent(tmp_path)
     try:
         agent.start(env={"DKRON_ENCRYPT": CLUSTER_KEY, "DKRON_MAIL_PASSWORD": MAIL_PASSWORD})
-        job = {"name": "env", "schedule": "@manually", "executor": "shell",
-               "executor_config": {"command": "env"}}  # fmt: skip
-        _post(agent, "/v1/jobs", job)
-        _post(agent, "/v1/jobs/env/run")
-        done = wait_for(
-            lambda: [e for e in agent.executions("env") if e["finished_at"] != ZERO_TIME]
-        )
-        output = done[0]["output"]
+        output = agent.run_shell("env", "env")["output"]
         assert "PATH=" in output  # the job did print its environment
         for secret in (CLUSTER_KEY, MAIL_PASSWORD, "DKRON_ENCRYPT", "DKRON_MAIL_PASSWORD"):
             assert secret not in output

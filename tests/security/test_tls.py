@@ -10,12 +10,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agent_process import Agent, run_cli, wait_for
+from agent_process import ZERO_TIME, Agent, run_cli, wait_for
 from attacks import CLUSTER_KEY
 from certs import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(120)
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _tls_flags(pki: Pki, *extra: str) -> list[str]:
