@@ -62,9 +62,13 @@ def test_kill_9_mid_schedule_then_restart_keeps_everything(
                 assert after[execution["id"]] == execution
             else:
                 # Not left "running" forever: finished on its own before the kill, or
-                # recorded as lost by the restarted leader.
-                back = after[execution["id"]]
-                assert finished(back)
+                # recorded as lost by the restarted leader (once it has asked the node,
+                # which it does right after taking the lead: wait for that, not longer).
+                def settled(name: str = name, key: str = execution["id"]) -> Any:
+                    back = {e["id"]: e for e in api.executions(name)}[key]
+                    return back if finished(back) else None
+
+                back = wait_for(settled, timeout=10)
                 assert back["success"] or back["output"].startswith(LOST), back
     assert not [e for e in api.busy() if parse_time(e["started_at"]) < restarted_at]
 
