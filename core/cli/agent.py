@@ -400,6 +400,7 @@ def _configure_logging(config: AgentConfig) -> None:
 
 def preflight(config: AgentConfig) -> None:
     """Check the data dir and ports before starting anything, for a one-line error."""
+    from core.store.lock import DataDirLock, DataDirLocked
     from core.store.raft import data_dir_writable
 
     if not config.dev:
@@ -409,6 +410,14 @@ def preflight(config: AgentConfig) -> None:
             raise AgentStartError(
                 f"data dir {config.data_dir} is not writable: {exc.strerror or exc}"
             ) from None
+        # Before the ports: a second agent on this data dir is the real conflict, even
+        # when its ports would also clash. The server takes the lock for good at start.
+        probe = DataDirLock(config.data_dir)
+        try:
+            probe.acquire()
+        except DataDirLocked as exc:
+            raise AgentStartError(str(exc)) from None
+        probe.release()
     if config.server:
         _probe_port("http-addr", config.http_host, config.http_port)
         _probe_port("raft-port", config.bind_host, config.effective_raft_port)

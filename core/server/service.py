@@ -51,6 +51,7 @@ from core.store.commands import (
     SetJob,
     SetNext,
 )
+from core.store.lock import DataDirLock
 from core.store.raft import RaftConfig, RaftStore, ReplicationError
 from core.store.state import DEFAULT_MAX_HISTORY, JobQuery, NotFound, StoreError, StoreState
 from dkron_pb.dkronpy.v1 import acl_pb2_grpc
@@ -159,12 +160,15 @@ class DkronServer:
         self.on_leave: Callable[[], None] | None = None
         self._membership_changed = asyncio.Event()
         self._left = False
+        self._lock = DataDirLock(config.data_dir) if config.data_dir is not None else None
         state.job_listeners.append(self._job_changed)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
+        if self._lock is not None:
+            self._lock.acquire()  # before anything that could run a job or take the lead
         await self.runtime.start()
         guard = RpcGuard(
             CallVerifier(self.key.rpc) if self.key else None, RPC_ACCESS, self._token_check
@@ -303,6 +307,8 @@ class DkronServer:
         if self.gossip is not None:
             await self.gossip.close()
         await self.channels.close()
+        if self._lock is not None:
+            self._lock.release()
 
     async def _leave(self) -> None:
         """Graceful leave: hand leadership over, then tell the cluster we left (the

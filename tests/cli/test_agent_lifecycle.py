@@ -267,3 +267,32 @@ def test_acls_without_a_cluster_key_refuse_to_start(tmp_path: Path) -> None:
     )  # fmt: skip
     assert refused.returncode == 2
     assert refused.stderr.startswith("dkronctl: acl.enabled needs a cluster key")
+
+
+def test_a_second_agent_on_the_same_data_dir_exits_naming_the_holder(tmp_path: Path) -> None:
+    first = Agent(tmp_path / "first")
+    first.workdir.mkdir()
+    second = Agent(tmp_path / "second")
+    second.workdir.mkdir()
+    second.data_dir = first.data_dir  # same data dir, every port its own
+    try:
+        first.start()
+        assert first.process is not None
+        refused = subprocess.run(
+            second.argv(), capture_output=True, text=True, timeout=30,
+            env=clean_env(second.workdir), cwd=second.workdir,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(
+            f"dkronctl: data dir {first.data_dir} is in use by another dkron-py agent "
+            f"(pid {first.process.pid})"
+        )
+        # The first one is untouched and still leads.
+        assert first.is_leader()
+        # A lock left by a killed agent is no obstacle: the lock is the flock, not the file.
+        first.kill9()
+        second.start()
+        assert second.is_leader()
+    finally:
+        first.kill9()
+        second.kill9()
