@@ -8,6 +8,7 @@ management token.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -69,3 +70,36 @@ def remove_peer(
         dkron_pb2.RaftRemovePeerByIDRequest(id=peer_id),
     )
     typer.echo(f"removed peer {peer_id}")
+
+
+@app.command("recover")
+def recover(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The stopped server's data dir.", show_default=False)
+    ],
+) -> None:
+    """Check a stopped server's Raft journal and cut it back to its last good entry."""
+    from core.cli.client import fail
+    from core.store.journal import check_journal, cut_journal
+    from core.store.lock import DataDirLock, DataDirLocked
+
+    journal = data_dir / "raft" / "journal.bin"
+    if not journal.exists():
+        fail(f"{journal} does not exist: is {data_dir} a server's data dir?", 2)
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()  # never under a running agent
+    except DataDirLocked as exc:
+        fail(str(exc))
+    try:
+        damage = check_journal(journal)
+        if damage is None:
+            typer.echo(f"{journal} is intact: nothing to recover")
+            return
+        saved = cut_journal(damage)
+    finally:
+        lock.release()
+    typer.echo(
+        f"{journal}: kept the {damage.entry} good entries before byte {damage.offset} "
+        f"({damage.reason}); the whole file was saved as {saved}"
+    )

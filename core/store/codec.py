@@ -1,13 +1,14 @@
 """How the store writes what it replicates and keeps: Raft commands and snapshots.
 
-Nothing here pickles. A command is one format byte followed by msgpack of
+Nothing here pickles. A command is one format byte, a CRC-32, then msgpack of
 ``[tag, fields]``: the tag is a number fixed per command class (renaming a class or
 moving a module changes nothing on disk), and every record is a map of field name to
 value with defaults left out. The schema is the dataclasses themselves; values are
 checked against their annotations on the way in, so an entry of the wrong shape is
 refused with a :class:`CodecError` instead of corrupting the state.
 
-A reader refuses a format newer than its own with a message naming both versions.
+A reader refuses a format newer than its own with a message naming both versions, and a
+command whose CRC-32 does not match (damaged on disk or on the wire).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gzip
 import struct
 import types
 import typing
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import IO, Any
@@ -357,10 +359,13 @@ _decode_any_command = _decode_tagged(None)
 # -- commands ----------------------------------------------------------------------------------
 
 
+_CRC = struct.Struct("!I")
+
+
 def encode_command(command: Command) -> bytes:
-    """One Raft log entry's payload."""
+    """One Raft log entry's payload: format byte, CRC-32 of the body, msgpack body."""
     body: bytes = msgpack.packb(encode_command_value(command), use_bin_type=True, datetime=True)
-    return bytes((COMMAND_FORMAT,)) + body
+    return bytes((COMMAND_FORMAT,)) + _CRC.pack(zlib.crc32(body)) + body
 
 
 def decode_command(payload: bytes) -> Command:
@@ -375,8 +380,11 @@ def decode_command(payload: bytes) -> Command:
         )
     if version < 1:
         raise CodecError(f"not a store command (format byte {version})")
+    start = 1 + _CRC.size
+    if len(payload) < start or _CRC.unpack_from(payload, 1)[0] != zlib.crc32(payload[start:]):
+        raise CodecError("store command fails its checksum (the bytes were damaged)")
     try:
-        value = msgpack.unpackb(payload[1:], raw=False, strict_map_key=True, timestamp=3)
+        value = msgpack.unpackb(payload[start:], raw=False, strict_map_key=True, timestamp=3)
     except (ValueError, msgpack.UnpackException) as exc:
         raise CodecError(f"store command is not valid msgpack: {exc}") from None
     command: Command = _decode_any_command(value)
@@ -409,7 +417,8 @@ def write_snapshot(
     out.write(_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_FORMAT))
     packer = msgpack.Packer(use_bin_type=True, datetime=True)
     count = 0
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level) as stream:
+    # No name or time in the gzip header: the same state makes the same bytes.
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, filename="", mtime=0) as stream:
         stream.write(packer.pack(["raft", raft]))
         for name, items in sections:
             stream.write(packer.pack([name, items]))

@@ -112,6 +112,7 @@ def prepare_raft_dir(raft_dir: Path, write_snapshot: Any) -> list[str]:
                 "the data dir away and let the server rejoin the cluster"
             )
         _check_snapshot(raft_dir / SNAPSHOT)
+        _check_journal(raft_dir)
         return []
     notes = []
     journal = raft_dir / JOURNAL
@@ -123,10 +124,22 @@ def prepare_raft_dir(raft_dir: Path, write_snapshot: Any) -> list[str]:
         migrated = _migrate_journal(journal)
         if migrated:
             notes.append(f"{journal}: {migrated} pickled command(s) rewritten")
+    _check_journal(raft_dir)
     _write_marker(marker)
     for note in notes:
         log.warning("store migration: %s (the originals are kept as *.v0)", note)
     return notes
+
+
+def _check_journal(raft_dir: Path) -> None:
+    from core.store.journal import check_journal
+
+    journal = raft_dir / JOURNAL
+    if not journal.exists():
+        return
+    damage = check_journal(journal)
+    if damage is not None:
+        raise StoreFormatError(damage.message(raft_dir.parent))
 
 
 def _check_snapshot(path: Path) -> None:

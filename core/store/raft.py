@@ -289,7 +289,12 @@ class RaftStore:
             self.state.restore_sections(sections)
             return _decode_raft_data(raft, filename)
         except (OSError, CodecError) as exc:
-            self._fail(f"cannot load the snapshot: {exc}")
+            data_dir = self._raft_dir.parent if self._raft_dir is not None else "<data-dir>"
+            self._fail(
+                f"cannot load the snapshot: {exc}. A snapshot cannot be repaired: move "
+                f"{data_dir} away and let this server rejoin the cluster (it is sent a "
+                "snapshot), or start afresh and POST a backup to /v1/restore"
+            )
             raise
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ refused with a reason (it is what a peer's log entry is checked against)."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgpack
@@ -129,24 +130,35 @@ def _times(value: object) -> list[datetime]:
     return []
 
 
+def _framed(body: bytes, version: int = 1) -> bytes:
+    return bytes((version,)) + zlib.crc32(body).to_bytes(4, "big") + body
+
+
+def test_a_damaged_command_fails_its_checksum() -> None:
+    payload = bytearray(encode_command(DeleteJob("some-job")))
+    payload[-2] ^= 0x01  # one bit, inside the job's name
+    with pytest.raises(CodecError, match="fails its checksum"):
+        decode_command(bytes(payload))
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
         (b"", "non-empty bytes"),
-        (b"\x00" + msgpack.packb([2, {"name": "x"}]), "format byte 0"),
-        (b"\x02" + msgpack.packb([2, {"name": "x"}]), "format 2 was written by a newer"),
-        (b"\x01\xc1", "not valid msgpack"),
-        (b"\x01" + msgpack.packb([99, {}]), "unknown command tag 99"),
-        (b"\x01" + msgpack.packb([2, {"name": 5}]), "DeleteJob.name: expected str"),
-        (b"\x01" + msgpack.packb([2, {"nmae": "x"}]), "unknown field 'nmae'"),
-        (b"\x01" + msgpack.packb([1, {"job": {"name": "x", "disabled": 1}}]), "expected bool"),
-        (b"\x01" + msgpack.packb([9, {"term": True}]), "expected int"),
+        (_framed(msgpack.packb([2, {"name": "x"}]), version=0), "format byte 0"),
+        (_framed(msgpack.packb([2, {"name": "x"}]), version=2), "format 2 was written by a newer"),
+        (_framed(b"\xc1"), "not valid msgpack"),
+        (_framed(msgpack.packb([99, {}])), "unknown command tag 99"),
+        (_framed(msgpack.packb([2, {"name": 5}])), "DeleteJob.name: expected str"),
+        (_framed(msgpack.packb([2, {"nmae": "x"}])), "unknown field 'nmae'"),
+        (_framed(msgpack.packb([1, {"job": {"name": "x", "disabled": 1}}])), "expected bool"),
+        (_framed(msgpack.packb([9, {"term": True}])), "expected int"),
         (
-            b"\x01" + msgpack.packb([3, {"updates": [["j", [1, 99999]]]}]),
+            _framed(msgpack.packb([3, {"updates": [["j", [1, 99999]]]}])),
             r"SetNext.updates\[0\]\[1\]: expected a time",
         ),
         # A Batch may hold starts and finishes only, not (say) an ACL bootstrap.
-        (b"\x01" + msgpack.packb([10, {"commands": [[2, {"name": "x"}]]}]), "not allowed here"),
+        (_framed(msgpack.packb([10, {"commands": [[2, {"name": "x"}]]}])), "not allowed here"),
     ],
 )
 def test_anything_else_is_refused_with_a_reason(payload: bytes, message: str) -> None:

@@ -3,45 +3,58 @@
 #   BUILD_DIR/bin/dkron-executor-gointerop         Dkron >= 4.0.9 executor plugin
 #   BUILD_DIR/bin/dkron-executor-gointerop-legacy  Dkron <= 4.0.8 names only
 #   BUILD_DIR/bin/gointerop-host                   a Dkron-like go-plugin host
+#
+#   build.sh BUILD_DIR   build
+#   build.sh --check     only check the prerequisites (what .ci/install-go-interop.sh asks)
+#
 # Uses only Debian's Go packages, in GOPATH mode (no module proxy). The Go code for
-# our .proto files is generated here, never committed.
+# our .proto files is generated here, never committed, by whichever protoc-gen-go the
+# machine has: golang/protobuf's (Debian protoc-gen-go-1-3, protoc-gen-go-1-5,
+# golang-goprotobuf-dev), which still takes plugins=grpc, or google.golang.org/protobuf's
+# (Debian protoc-gen-go), which needs protoc-gen-go-grpc for the services.
 # GOCACHE defaults to BUILD_DIR/gocache; set INTEROP_GOCACHE to reuse a cache.
+#
+# Exit status 77 (the automake/meson "skipped" code): a prerequisite is missing, and
+# the message names it. Any other failure is a build that should have worked.
 set -euo pipefail
+
+SKIPPED=77
 
 die() {
     echo "go interop build: $*" >&2
     exit 1
 }
 
-[ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
-BUILD_DIR=$(mkdir -p "$1" && cd "$1" && pwd) || die "cannot create build dir $1"
+missing() {
+    echo "go interop build: missing $*; run .ci/install-go-interop.sh" >&2
+    exit "$SKIPPED"
+}
+
+CHECK_ONLY=false
+if [ $# -eq 1 ] && [ "$1" = "--check" ]; then
+    CHECK_ONLY=true
+    BUILD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/go-interop-check.XXXXXX") || die "cannot create a temp dir"
+    trap 'rm -rf "$BUILD_DIR"' EXIT
+else
+    [ $# -eq 1 ] || die "usage: $0 BUILD_DIR | --check"
+    BUILD_DIR=$(mkdir -p "$1" && cd "$1" && pwd) || die "cannot create build dir $1"
+fi
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 PROTO_DIR="$REPO/proto"
 SYSTEM_GOPATH=/usr/share/gocode
 
 for tool in go protoc protoc-gen-go; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found; run .ci/install-go-interop.sh"
+    command -v "$tool" >/dev/null 2>&1 || missing "$tool"
 done
 [ -d "$SYSTEM_GOPATH/src/github.com/hashicorp/go-plugin" ] \
-    || die "go-plugin sources missing under $SYSTEM_GOPATH; run .ci/install-go-interop.sh"
+    || missing "go-plugin sources under $SYSTEM_GOPATH/src/github.com/hashicorp/go-plugin"
 
 GOPATH_DIR="$BUILD_DIR/gopath"
 SRC="$GOPATH_DIR/src/dkroninterop"
 rm -rf "$SRC"
-mkdir -p "$SRC/types/v1" "$SRC/types/legacy" "$SRC/cmd/plugin" "$SRC/cmd/host" "$BUILD_DIR/bin"
-
-# No go_package in our protos: map each file to its Go import path explicitly.
-MAPPING="Mtypes/v1/executor.proto=dkroninterop/types/v1"
-MAPPING+=",Mtypes/legacy/executor_legacy.proto=dkroninterop/types/legacy"
-# protoc-gen-go 1.3 wants one Go package per invocation.
-for proto in types/v1/executor.proto types/legacy/executor_legacy.proto; do
-    protoc -I "$PROTO_DIR" --go_out="plugins=grpc,paths=source_relative,$MAPPING:$SRC" \
-        "$PROTO_DIR/$proto" || die "protoc failed to generate Go code from $PROTO_DIR/$proto"
-done
-
-cp "$HERE/plugin/main.go" "$SRC/cmd/plugin/main.go"
-cp "$HERE/host/main.go" "$SRC/cmd/host/main.go"
+mkdir -p "$SRC/types/v1" "$SRC/types/legacy" "$SRC/cmd/plugin" "$SRC/cmd/host" \
+    "$BUILD_DIR/bin" "$BUILD_DIR/tools"
 
 export GO111MODULE=off
 export GOPATH="$GOPATH_DIR:$SYSTEM_GOPATH"
@@ -50,11 +63,82 @@ export GOFLAGS=""
 export GOPROXY=off
 export CGO_ENABLED=0
 
+# Import paths under $GOPATH that the given packages need and that are not there.
+absent_go_packages() {
+    go list -e -deps -f '{{if .Error}}{{.ImportPath}}{{end}}' "$@" 2>/dev/null | sort -u
+}
+
+# No go_package in our protos: map each file to its Go import path explicitly.
+MAPPING="Mtypes/v1/executor.proto=dkroninterop/types/v1"
+MAPPING+=",Mtypes/legacy/executor_legacy.proto=dkroninterop/types/legacy"
+PROTOS=(types/v1/executor.proto types/legacy/executor_legacy.proto)
+
+# google.golang.org/protobuf's protoc-gen-go answers --version and rejects plugins=grpc;
+# golang/protobuf's does not know --version (1.3 reads the empty stdin and prints
+# nothing, 1.4+ refuses the argument).
+GEN_VERSION=$(protoc-gen-go --version </dev/null 2>/dev/null || true)
+case "$GEN_VERSION" in
+    "protoc-gen-go v"*)
+        GEN_STYLE="$GEN_VERSION with protoc-gen-go-grpc"
+        if GRPC_GEN=$(command -v protoc-gen-go-grpc); then
+            :
+        else
+            # golang-google-grpc-dev ships the generator's sources; it needs
+            # google.golang.org/protobuf's compiler packages to build.
+            GRPC_GEN_PKG=google.golang.org/grpc/cmd/protoc-gen-go-grpc
+            [ -d "$SYSTEM_GOPATH/src/$GRPC_GEN_PKG" ] \
+                || missing "protoc-gen-go-grpc: $GEN_VERSION generates no gRPC code, and" \
+                    "neither the protoc-gen-go-grpc binary nor its sources ($SYSTEM_GOPATH/src/$GRPC_GEN_PKG) are here"
+            absent=$(absent_go_packages "$GRPC_GEN_PKG")
+            [ -z "$absent" ] \
+                || missing "protoc-gen-go-grpc: no binary, and building it from $SYSTEM_GOPATH/src/$GRPC_GEN_PKG" \
+                    "needs Go packages not under $SYSTEM_GOPATH:" $absent
+            GRPC_GEN="$BUILD_DIR/tools/protoc-gen-go-grpc"
+            go build -o "$GRPC_GEN" "$GRPC_GEN_PKG" \
+                || die "building protoc-gen-go-grpc from $SYSTEM_GOPATH/src/$GRPC_GEN_PKG failed"
+        fi
+        # Our servers implement every method, so they need no Unimplemented*Server
+        # embedded (protoc-gen-go-grpc 1.0 requires it by default).
+        protoc -I "$PROTO_DIR" \
+            --go_out="paths=source_relative,$MAPPING:$SRC" \
+            --plugin=protoc-gen-go-grpc="$GRPC_GEN" \
+            --go-grpc_out="paths=source_relative,require_unimplemented_servers=false,$MAPPING:$SRC" \
+            "${PROTOS[@]/#/$PROTO_DIR/}" \
+            || die "protoc ($GEN_VERSION, protoc-gen-go-grpc) failed to generate Go code from $PROTO_DIR"
+        ;;
+    *)
+        GEN_STYLE="golang/protobuf protoc-gen-go with plugins=grpc"
+        # protoc-gen-go 1.3 wants one Go package per invocation.
+        for proto in "${PROTOS[@]}"; do
+            protoc -I "$PROTO_DIR" --go_out="plugins=grpc,paths=source_relative,$MAPPING:$SRC" \
+                "$PROTO_DIR/$proto" || die "protoc failed to generate Go code from $PROTO_DIR/$proto"
+        done
+        ;;
+esac
+
 cd "$SRC"
+absent=$(absent_go_packages ./types/... github.com/hashicorp/go-plugin)
+[ -z "$absent" ] \
+    || missing "Go packages not under $SYSTEM_GOPATH that go-plugin or the code from" \
+        "$GEN_STYLE needs:" $absent
+# grpc-go of this era marshals with github.com/golang/protobuf/proto; before 1.4 that
+# cannot handle messages from google.golang.org/protobuf's generator (it panics on them).
+if go list -deps ./types/... | grep -q '^google.golang.org/protobuf/' \
+    && ! go list -deps github.com/golang/protobuf/proto | grep -q '^google.golang.org/protobuf/'; then
+    missing "github.com/golang/protobuf >= 1.4 (Debian golang-github-golang-protobuf-1-5-dev):" \
+        "the code from $GEN_STYLE needs it, and the one under $SYSTEM_GOPATH is older"
+fi
+if $CHECK_ONLY; then
+    echo "go interop build: prerequisites present ($(go version | cut -d' ' -f3), $GEN_STYLE)"
+    exit 0
+fi
+
+cp "$HERE/plugin/main.go" "$SRC/cmd/plugin/main.go"
+cp "$HERE/host/main.go" "$SRC/cmd/host/main.go"
 go build -o "$BUILD_DIR/bin/dkron-executor-gointerop" ./cmd/plugin \
     || die "building the Go plugin failed"
 go build -ldflags "-X main.generation=legacy" \
     -o "$BUILD_DIR/bin/dkron-executor-gointerop-legacy" ./cmd/plugin \
     || die "building the legacy Go plugin failed"
 go build -o "$BUILD_DIR/bin/gointerop-host" ./cmd/host || die "building the Go host failed"
-echo "go interop binaries in $BUILD_DIR/bin"
+echo "go interop binaries in $BUILD_DIR/bin ($GEN_STYLE)"
