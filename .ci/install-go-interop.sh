@@ -1,28 +1,28 @@
 #!/usr/bin/env bash
-# Install the Go toolchain and go-plugin sources the Go interop tests build against.
-# Idempotent: does nothing when go and go-plugin 1.0.1's sources are already present.
-# Only Debian packages are used (bookworm: Go 1.19, go-plugin 1.0.1, grpc-go 1.33,
-# goprotobuf 1.3.5), because CI has no Go module proxy.
+# Install what tests/interop/go/build.sh needs to build the Go interop binaries.
+# Idempotent: does nothing when `build.sh --check` finds every prerequisite, whichever
+# protoc-gen-go the machine already has. Only Debian packages are used (bookworm: Go
+# 1.19, go-plugin 1.0.1, grpc-go 1.33 with its protoc-gen-go-grpc 1.0, protoc-gen-go
+# 1.28 from google.golang.org/protobuf), because CI has no Go module proxy.
+# Where golang-goprotobuf-dev (protoc-gen-go-1-3, golang/protobuf 1.3) is installed but
+# something else is missing, apt replaces it: Debian's protoc-gen-go and golang/protobuf
+# 1.5 conflict with it.
 set -euo pipefail
 
-GOPLUGIN_SRC=/usr/share/gocode/src/github.com/hashicorp/go-plugin
+BUILD_SH="$(cd "$(dirname "$0")/.." && pwd)/tests/interop/go/build.sh"
 PACKAGES=(
     golang-go
     golang-github-hashicorp-go-plugin-dev
     golang-google-grpc-dev
-    golang-goprotobuf-dev
+    golang-google-protobuf-dev
+    golang-github-golang-protobuf-1-5-dev
     protobuf-compiler
+    protoc-gen-go
+    protoc-gen-go-grpc
 )
 
-have_everything() {
-    command -v go >/dev/null 2>&1 \
-        && command -v protoc >/dev/null 2>&1 \
-        && command -v protoc-gen-go >/dev/null 2>&1 \
-        && [ -f "$GOPLUGIN_SRC/server.go" ]
-}
-
-if have_everything; then
-    echo "go interop toolchain already installed ($(go version))"
+if bash "$BUILD_SH" --check; then
+    echo "go interop toolchain already installed"
     exit 0
 fi
 
@@ -50,9 +50,9 @@ if ! install; then
     fi
 fi
 
-if ! have_everything; then
-    echo "install-go-interop: packages installed but go, protoc, protoc-gen-go or" \
-        "$GOPLUGIN_SRC is still missing" >&2
+if ! bash "$BUILD_SH" --check; then
+    echo "install-go-interop: packages installed, but the interop build still lacks" \
+        "what build.sh names above" >&2
     exit 1
 fi
-echo "go interop toolchain installed ($(go version))"
+echo "go interop toolchain installed"

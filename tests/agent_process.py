@@ -105,7 +105,12 @@ class Agent:
             *extra,
         ]
 
-    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         """Start the agent with ``extra`` flags (and ``env`` added to a clean environment)
         and wait until it leads; secrets belong in ``env``, as operators should pass them."""
         assert self.process is None or self.process.poll() is not None
@@ -120,6 +125,7 @@ class Agent:
                 cwd=self.workdir,
                 env=clean_env(self.workdir, **(env or {})),
                 start_new_session=True,
+                preexec_fn=preexec_fn,
             )
         self.wait_healthy()
 

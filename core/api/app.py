@@ -36,7 +36,7 @@ from core.jobs.model import Execution, Job
 from core.jobs.validation import JobValidationError, validate_job
 from core.security.redact import redact_argv
 from core.server.service import VERSION, DkronServer
-from core.store.raft import ReplicationError
+from core.store.raft import DiskFullError, ReplicationError
 from core.store.state import JobQuery, NotFound, QueryError, StoreError
 
 __all__ = ["ROUTES", "OnLeave", "api_port", "build_app", "serve_api"]
@@ -169,6 +169,8 @@ async def _dkron_middleware(request: web.Request, handler: Handler) -> web.Strea
         return web.Response(status=exc.status, text=exc.text, headers=exc.headers)
     except BadRequest as exc:
         return _text(400, str(exc))
+    except DiskFullError as exc:
+        return _text(507, str(exc))
     except ReplicationError as exc:
         return _text(503, f"cluster unavailable: {exc}")
     except asyncio.CancelledError:

@@ -24,19 +24,25 @@ from typing import Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.node import TCPNode
 
-from core.store import _raft_wire
+from core.store import _journal_file, _raft_wire
+from core.store._journal_file import GuardedFileJournal, is_disk_full
 from core.store.codec import CodecError, decode_command, encode_command, read_snapshot
 from core.store.codec import write_snapshot as write_snapshot_file
 from core.store.commands import Batch, Command, FinishExecution, StartExecution
 from core.store.migrate import StoreFormatError, prepare_raft_dir
 from core.store.state import StoreError, StoreState
 
-__all__ = ["RaftConfig", "RaftStore", "ReplicationError", "StoreFormatError"]
+__all__ = ["DiskFullError", "RaftConfig", "RaftStore", "ReplicationError", "StoreFormatError"]
 
 log = logging.getLogger("dkron.raft")
 
-# Every frame, entry and journal record pysyncobj decodes goes through the guards.
+# Every frame, entry and journal record pysyncobj decodes goes through the guards, and
+# its journal reserves disk space before writing.
 _raft_wire.install()
+_journal_file.install()
+# While the disk is full: how often to look for room again, and how much to look for.
+_DISK_PROBE_INTERVAL = 1.0
+_DISK_PROBE_BYTES = 64 << 10
 
 
 # Without a quorum a command cannot commit; stop spinning and fall back to the period.
@@ -48,6 +54,11 @@ _NO_CHUNKING_BYTES = 64 << 20
 
 class ReplicationError(Exception):
     """The command was not committed (no leader, queue full, shut down)."""
+
+
+class DiskFullError(ReplicationError):
+    """The data dir's filesystem has no room for the command: nothing was written.
+    Reads keep working; writes resume by themselves once there is room."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,9 @@ class RaftStore:
         # agent stops with this message instead of running with a stale state.
         self.fatal: str | None = None
         self.failed = asyncio.Event()
+        # Set while the journal cannot grow (see _journal_file); cleared once it can.
+        self.disk_full: str | None = None
+        self._disk_probed = 0.0
         self._raft_dir: Path | None = None
         if config.data_dir is not None:
             self._raft_dir = Path(config.data_dir) / "raft"
@@ -337,9 +351,42 @@ class RaftStore:
                 async with asyncio.timeout(self.config.tick_interval):
                     await self._kick.wait()
 
+    def _journal(self) -> GuardedFileJournal | None:
+        journal = None if self._sync is None else self._sync._SyncObj__raftLog
+        return journal if isinstance(journal, GuardedFileJournal) else None
+
+    def _out_of_space(self, reason: str) -> None:
+        if self.disk_full is None:
+            log.error(
+                "disk full: %s; writes are refused (reads keep working) until there is room",
+                reason,
+            )
+        self.disk_full = reason
+
+    def _space_is_back(self) -> None:
+        if self.disk_full is not None:
+            self.disk_full = None
+            log.warning("disk space is back: writes resume")
+
+    def _probe_disk(self) -> None:
+        journal = self._journal()
+        now = asyncio.get_running_loop().time()
+        if journal is None or now - self._disk_probed < _DISK_PROBE_INTERVAL:
+            return
+        self._disk_probed = now
+        try:
+            journal.room_for(_DISK_PROBE_BYTES)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            return
+        self._space_is_back()
+
     def _tick(self) -> None:
         if self._sync is None:
             return
+        if self.disk_full is not None:
+            self._probe_disk()
         try:
             # pysyncobj checks its election and leader-lease deadlines first and reads
             # the network last. After the loop was busy for a while, heartbeats that
@@ -350,6 +397,13 @@ class RaftStore:
         except (pickle.UnpicklingError, CodecError) as exc:
             # pysyncobj retries an entry it cannot apply on every tick, forever.
             self._fail(f"cannot apply a Raft log entry: {exc}")
+        except OSError as exc:
+            if not is_disk_full(exc):
+                log.exception("raft tick failed")
+                return
+            # A follower's append (or pysyncobj's own metadata) found no room: nothing of
+            # it was taken in; the leader sends it again once this server can hold it.
+            self._out_of_space(str(exc))
         except Exception:  # pysyncobj faults must not kill the node's only ticker
             log.exception("raft tick failed")
 
@@ -487,11 +541,12 @@ class RaftStore:
             else:
                 future.set_result(result)
 
+        payload = encode_command(command)
+        self._reserve(len(payload))
         self._pending += 1
         # pysyncobj queues the command, then writes a byte to a wake-up pipe that only
         # a tick drains; past ~64k submissions in one loop iteration the pipe is full.
         # The command is already queued and we tick ourselves: the wake-up is redundant.
-        payload = encode_command(command)
         with contextlib.suppress(BlockingIOError):
             self._consumer.apply(payload, callback=done)
         self._kick.set()
@@ -510,6 +565,25 @@ class RaftStore:
             raise value
         return value
 
+    def _reserve(self, size: int) -> None:
+        """Room in this server's journal for an entry of ``size`` bytes, before it is
+        submitted: a full disk refuses the write instead of losing it later."""
+        journal = self._journal()
+        if journal is None:
+            return
+        try:
+            journal.room_for(size)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._out_of_space(str(exc))
+            assert self._raft_dir is not None
+            raise DiskFullError(
+                f"disk full: no room in {self._raft_dir} for this write ({size} bytes); "
+                "free space there and writes resume by themselves (reads keep working)"
+            ) from None
+        self._space_is_back()
+
     def compact_now(self) -> None:
         """Write a snapshot and truncate the journal (tests, and before a planned restart)."""
         if self._sync is not None:
@@ -524,10 +598,17 @@ def write_snapshot(filename: str, state: StoreState, raft_data: Any) -> None:
         "entries": [[bytes(e[0]), int(e[1]), int(e[2])] for e in (last, previous)],
         "cluster": sorted(node.address for node in cluster),
     }
-    with open(filename, "wb") as out:
-        write_snapshot_file(out, state.snapshot_sections(), raft)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(filename, "wb") as out:
+            write_snapshot_file(out, state.snapshot_sections(), raft)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        # A half-written snapshot (a full disk, say) must not keep holding the space;
+        # pysyncobj keeps the previous snapshot and tries again later.
+        with contextlib.suppress(OSError):
+            os.unlink(filename)
+        raise
 
 
 def _decode_raft_data(raft: Any, name: str) -> tuple[Any, Any, set[TCPNode]]:

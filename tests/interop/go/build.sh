@@ -73,27 +73,25 @@ MAPPING="Mtypes/v1/executor.proto=dkroninterop/types/v1"
 MAPPING+=",Mtypes/legacy/executor_legacy.proto=dkroninterop/types/legacy"
 PROTOS=(types/v1/executor.proto types/legacy/executor_legacy.proto)
 
-# google.golang.org/protobuf's protoc-gen-go answers --version and rejects plugins=grpc;
-# golang/protobuf's does not know --version (1.3 reads the empty stdin and prints
-# nothing, 1.4+ refuses the argument).
+# google.golang.org/protobuf's protoc-gen-go (every release since v1.20.0) answers
+# --version and rejects plugins=grpc; golang/protobuf's does not know --version (1.3
+# reads the empty stdin and prints nothing, 1.4+ refuses the argument).
 GEN_VERSION=$(protoc-gen-go --version </dev/null 2>/dev/null || true)
 case "$GEN_VERSION" in
     "protoc-gen-go v"*)
-        GEN_STYLE="$GEN_VERSION with protoc-gen-go-grpc"
         if GRPC_GEN=$(command -v protoc-gen-go-grpc); then
-            :
+            GEN_STYLE="$GEN_VERSION with $GRPC_GEN"
         else
-            # golang-google-grpc-dev ships the generator's sources; it needs
-            # google.golang.org/protobuf's compiler packages to build.
+            # golang-google-grpc-dev ships the generator's sources; building them needs
+            # google.golang.org/protobuf's compiler packages (golang-google-protobuf-dev).
             GRPC_GEN_PKG=google.golang.org/grpc/cmd/protoc-gen-go-grpc
+            NO_GRPC_GEN="protoc-gen-go-grpc ($GEN_VERSION generates no gRPC code)"
             [ -d "$SYSTEM_GOPATH/src/$GRPC_GEN_PKG" ] \
-                || missing "protoc-gen-go-grpc: $GEN_VERSION generates no gRPC code, and" \
-                    "neither the protoc-gen-go-grpc binary nor its sources ($SYSTEM_GOPATH/src/$GRPC_GEN_PKG) are here"
+                || missing "$NO_GRPC_GEN, and its sources $SYSTEM_GOPATH/src/$GRPC_GEN_PKG"
             absent=$(absent_go_packages "$GRPC_GEN_PKG")
-            [ -z "$absent" ] \
-                || missing "protoc-gen-go-grpc: no binary, and building it from $SYSTEM_GOPATH/src/$GRPC_GEN_PKG" \
-                    "needs Go packages not under $SYSTEM_GOPATH:" $absent
+            [ -z "$absent" ] || missing "$NO_GRPC_GEN, and to build it from its sources:" $absent
             GRPC_GEN="$BUILD_DIR/tools/protoc-gen-go-grpc"
+            GEN_STYLE="$GEN_VERSION with protoc-gen-go-grpc built from $GRPC_GEN_PKG"
             go build -o "$GRPC_GEN" "$GRPC_GEN_PKG" \
                 || die "building protoc-gen-go-grpc from $SYSTEM_GOPATH/src/$GRPC_GEN_PKG failed"
         fi
@@ -104,7 +102,7 @@ case "$GEN_VERSION" in
             --plugin=protoc-gen-go-grpc="$GRPC_GEN" \
             --go-grpc_out="paths=source_relative,require_unimplemented_servers=false,$MAPPING:$SRC" \
             "${PROTOS[@]/#/$PROTO_DIR/}" \
-            || die "protoc ($GEN_VERSION, protoc-gen-go-grpc) failed to generate Go code from $PROTO_DIR"
+            || die "protoc ($GEN_STYLE) failed to generate Go code from $PROTO_DIR"
         ;;
     *)
         GEN_STYLE="golang/protobuf protoc-gen-go with plugins=grpc"
@@ -118,11 +116,10 @@ esac
 
 cd "$SRC"
 absent=$(absent_go_packages ./types/... github.com/hashicorp/go-plugin)
-[ -z "$absent" ] \
-    || missing "Go packages not under $SYSTEM_GOPATH that go-plugin or the code from" \
-        "$GEN_STYLE needs:" $absent
-# grpc-go of this era marshals with github.com/golang/protobuf/proto; before 1.4 that
-# cannot handle messages from google.golang.org/protobuf's generator (it panics on them).
+[ -z "$absent" ] || missing "Go packages that go-plugin or the code from $GEN_STYLE needs:" $absent
+# grpc-go 1.33 marshals with github.com/golang/protobuf/proto, and 1.3 of that panics on
+# messages from google.golang.org/protobuf's generator ("protobuf tag not enough fields
+# in ExecuteRequest.state") the first time one goes over the wire.
 if go list -deps ./types/... | grep -q '^google.golang.org/protobuf/' \
     && ! go list -deps github.com/golang/protobuf/proto | grep -q '^google.golang.org/protobuf/'; then
     missing "github.com/golang/protobuf >= 1.4 (Debian golang-github-golang-protobuf-1-5-dev):" \
