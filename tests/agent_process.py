@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -136,23 +137,30 @@ class Agent:
                 raise AssertionError(
                     f"agent exited with {self.process.returncode}: {self.stderr()}"
                 )
-            try:
-                with self.open("/health", timeout=1) as response:
-                    return bool(json.loads(response.read())["status"] == "healthy")
-            except OSError:
-                return False
+            return self.health() is not None
 
         wait_for(healthy, timeout=START_DEADLINE)
         # /health answers before Raft elects itself; writes need the leader.
         wait_for(lambda: self.is_leader(), timeout=START_DEADLINE)
 
-    def is_leader(self) -> bool:
-        # /health says so on a server (Dkron 4.1), and needs no ACL token.
+    def health(self) -> dict[str, Any] | None:
+        """/health's answer (healthy or, with a 503, unhealthy), or None if it does not
+        answer; it needs no ACL token."""
         try:
             with self.open("/health", timeout=1) as response:
-                return bool(json.loads(response.read()).get("leader"))
+                answer: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                return None
+            answer = json.loads(exc.read())
         except OSError:
-            return False
+            return None
+        return answer
+
+    def is_leader(self) -> bool:
+        # /health says so on a server (Dkron 4.1).
+        answer = self.health()
+        return bool(answer and answer.get("leader"))
 
     def api(self, path: str) -> Any:
         """A direct GET, for polling: cheaper than a dkronctl process per attempt."""

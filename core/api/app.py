@@ -184,8 +184,16 @@ async def _dkron_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    # Dkron 4.1: a server also says whether it leads (open even with ACLs on).
-    return _json(request, {"status": "healthy", "leader": _server(request).is_leader})
+    # Dkron 4.1: unhealthy (503) with the issues, e.g. a plugin that does not start; a
+    # server also says whether it leads. Open even with ACLs on.
+    server = _server(request)
+    issues = server.runtime.issues()
+    if server.store.fatal is not None:
+        issues.insert(0, server.store.fatal)
+    if issues:
+        body = {"status": "unhealthy", "issues": issues, "leader": server.is_leader}
+        return _json(request, body, status=503)
+    return _json(request, {"status": "healthy", "leader": server.is_leader})
 
 
 async def debug_vars(request: web.Request) -> web.StreamResponse:

@@ -29,7 +29,9 @@ log = logging.getLogger("dkron.plugins")
 @dataclass(frozen=True)
 class RuntimeSettings:
     plugin_dir: Path = Path(DEFAULT_PLUGIN_DIR)
-    start_timeout: float = 60.0
+    # go-plugin waits a minute; a plugin that has not said hello in 15 s is broken, and
+    # its jobs should fail with that rather than hang for a minute each.
+    start_timeout: float = 15.0
     receive_limit: int = DEFAULT_RECEIVE_LIMIT
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     backoff: Backoff = field(default_factory=Backoff)
@@ -52,6 +54,7 @@ class PluginRuntime:
         self.executors: dict[str, ManagedPlugin] = {}
         self.binary_processors: dict[str, ManagedPlugin] = {}
         self.processors = ProcessorDispatcher(load_entry_points=settings.load_entry_points)
+        self._starting: set[asyncio.Task[None]] = set()
 
     def _managed(self, found: Mapping[str, object]) -> dict[str, ManagedPlugin]:
         return {
@@ -64,7 +67,11 @@ class PluginRuntime:
             for name, binary in found.items()
         }
 
-    async def start(self) -> None:
+    async def start(self, *, wait: bool = True) -> None:
+        """Discover the plugins and, when eager, start them all: awaited, or with
+        ``wait=False`` in the background (the agent must serve meanwhile: a plugin that
+        never handshakes would otherwise hold up the API and Raft for its whole timeout).
+        """
         self.discovery = discover(self.search_path)
         self.executors = self._managed(self.discovery.of_kind("executor"))
         self.binary_processors = self._managed(self.discovery.of_kind("processor"))
@@ -77,8 +84,15 @@ class PluginRuntime:
             "plugins discovered",
             extra={"executors": sorted(self.executors), "processors": self.processors.names()},
         )
-        if self.settings.eager:
+        if not self.settings.eager:
+            return
+        if wait:
             await asyncio.gather(*(self._start_one(p) for p in self._all()))
+            return
+        for plugin in self._all():
+            task = asyncio.create_task(self._start_one(plugin), name=f"start-{plugin.name}")
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
 
     def _all(self) -> list[ManagedPlugin]:
         return [*self.executors.values(), *self.binary_processors.values()]
@@ -125,8 +139,23 @@ class PluginRuntime:
     ) -> ProcessingResult:
         return await self.processors.run(execution, processors, reporting_node)
 
+    def issues(self) -> list[str]:
+        """What is wrong with the plugins now (for /health): each one whose last start
+        failed and that is not running since."""
+        found = []
+        for plugin in self._all():
+            state = plugin.state
+            if not state.running and state.failures and state.last_error:
+                found.append(f"plugin {plugin.name}: {state.last_error}")
+        return found
+
     async def close(self) -> None:
         """Controller.Shutdown every plugin, then SIGKILL what is left after the grace."""
+        # A start still in its handshake is abandoned (and its process killed) first.
+        starting = list(self._starting)
+        for task in starting:
+            task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(
             *(p.close(self.settings.shutdown_grace) for p in self._all()), return_exceptions=True
         )

@@ -169,7 +169,7 @@ class DkronServer:
         config = self.config
         if self._lock is not None:
             self._lock.acquire()  # before anything that could run a job or take the lead
-        await self.runtime.start()
+        await self.runtime.start(wait=False)
         guard = RpcGuard(
             CallVerifier(self.key.rpc) if self.key else None, RPC_ACCESS, self._token_check
         )

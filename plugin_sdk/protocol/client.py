@@ -29,6 +29,7 @@ from dkron_pb.plugin import grpc_controller_pb2, grpc_controller_pb2_grpc, grpc_
 from dkron_pb.types.legacy import executor_legacy_pb2_grpc as legacy_grpc
 from dkron_pb.types.v1 import executor_pb2 as pb
 from dkron_pb.types.v1 import executor_pb2_grpc as v1_grpc
+from plugin_sdk.protocol._tree import descendants, kill_all
 from plugin_sdk.protocol.broker import GRPC_OPTIONS, BrokerClosed, HostBroker
 from plugin_sdk.protocol.handshake import (
     DKRON_HANDSHAKE,
@@ -510,10 +511,13 @@ class PluginClient:
     # -- shutdown -------------------------------------------------------------------------
 
     async def shutdown(self, grace: float = 2.0) -> None:
-        """Controller.Shutdown, wait ``grace`` seconds, then SIGKILL. Idempotent."""
+        """Controller.Shutdown, wait ``grace`` seconds, then SIGKILL (with everything the
+        plugin started that is still running). Idempotent."""
         if self._closed:
             return
         self._closed = True
+        # Taken before the plugin exits: its orphans lose the parent that names them.
+        started = descendants(self.process.pid)
         if self._channel is not None and not self.exited.is_set():
             stub = grpc_controller_pb2_grpc.GRPCControllerStub(self._channel)
             # A Go plugin often dies before replying; the result is ignored either way.
@@ -522,12 +526,16 @@ class PluginClient:
         await self._close_connection()
         if not await self._wait_exit(grace):
             self._signal(signal.SIGKILL)
+        kill_all(started)
         await self._finish()
 
     async def kill(self) -> None:
-        """SIGKILL at once (start failures, hung plugins). Idempotent."""
+        """SIGKILL at once, with everything the plugin started (start failures, hung
+        plugins). Idempotent."""
         self._closed = True
+        started = descendants(self.process.pid) if self.process.returncode is None else []
         self._signal(signal.SIGKILL)
+        kill_all(started)
         await self._close_connection()
         await self._finish()
 

@@ -75,7 +75,7 @@ PROTOS=(types/v1/executor.proto types/legacy/executor_legacy.proto)
 
 # google.golang.org/protobuf's protoc-gen-go (every release since v1.20.0) answers
 # --version and rejects plugins=grpc; golang/protobuf's does not know --version (1.3
-# reads the empty stdin and prints nothing, 1.4+ refuses the argument).
+# reads the empty stdin and finds no files, 1.4+ refuses the argument).
 GEN_VERSION=$(protoc-gen-go --version </dev/null 2>/dev/null || true)
 case "$GEN_VERSION" in
     "protoc-gen-go v"*)
