@@ -274,6 +274,7 @@ class RunTable:
         self.active: dict[str, asyncio.Task[None]] = {}
         self.idle = asyncio.Event()
         self.idle.set()
+        self._kill_reason = "the agent is shutting down"
 
     # -- lookup ----------------------------------------------------------------------------
 
@@ -331,9 +332,10 @@ class RunTable:
             )
             success, output = outcome.success, outcome.output
         except asyncio.CancelledError:
-            # Only the event loop shutting down cancels a run; streams still get a result.
+            # Only shutting down cancels a run (the plugin kills the job's process group);
+            # streams still get a result, with the output so far.
             cancelled = True
-            success, output = False, b"execution cancelled: the agent is shutting down\n"
+            success, output = False, f"execution killed: {self._kill_reason}\n".encode()
             output += run.output_so_far()
         except Exception as exc:
             log.exception("execution %s failed inside the agent", run.execution.id)
@@ -429,6 +431,16 @@ class RunTable:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, REPORT_MAX_DELAY)
+
+    async def kill_all(self, reason: str) -> int:
+        """Cancel every run in progress (its plugin kills the job) and wait until each
+        has its final result, saying ``reason``; returns how many there were."""
+        tasks = list(self.active.values())
+        self._kill_reason = reason
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop report retries (after up to ``grace`` seconds for them to get through);

@@ -68,6 +68,10 @@ class AgentRunService(agent_pb2_grpc.AgentServiceServicer):
         run = self._runs.get(execution_id)
         return 0 if run is None else run.streams
 
+    async def kill_all(self, reason: str) -> int:
+        """Kill every execution running here, recording ``reason`` and the output so far."""
+        return await self._runs.kill_all(reason)
+
     async def close(self, grace: float = 0.0) -> None:
         """Stop retrying reports, after up to ``grace`` seconds for those in flight to get
         through; plugin runs are stopped by the runtime's close."""

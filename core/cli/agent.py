@@ -26,8 +26,9 @@ __all__ = ["AgentStartError", "agent", "run_agent"]
 
 log = logging.getLogger("dkron.agent")
 
-# Seconds to wait for a forced shutdown (second signal) to kill plugins before exiting.
-_FORCED_STOP_TIMEOUT = 5.0
+# Seconds to wait for a forced shutdown (second signal) to kill the running jobs, record
+# them and shut the plugins down before exiting.
+_FORCED_STOP_TIMEOUT = 15.0
 _API_STOP_TIMEOUT = 5.0
 _SIGNAL_DEBOUNCE = 0.5
 

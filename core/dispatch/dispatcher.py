@@ -83,6 +83,8 @@ class Dispatcher:
         # stream's callbacks landing in one loop iteration, which would delay Raft's
         # heartbeats and cost the leadership under overload.
         self._slots = asyncio.Semaphore(_MAX_STREAMS)
+        # Set when the node stops: runs in flight are recorded, nothing new follows them.
+        self.stopping = False
 
     def _plain_channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -415,6 +417,8 @@ class Dispatcher:
             return
         if not self._store.is_leader:
             return  # retries and children belong to the leader that adopts the run
+        if self.stopping:
+            return  # the node is shutting down: no retries, no children, from it
         if not execution.success and execution.attempt < current.retries + 1:
             delay = _retry_delay(current, execution)
             log.info("retrying %r (attempt %d) in %.1fs", job.name, execution.attempt + 1, delay)

@@ -63,6 +63,8 @@ log = logging.getLogger("dkron.server")
 
 VERSION = "0.1.0"
 
+# How long a stopping node waits for the results of the runs it killed to be recorded.
+_RECORD_GRACE = 5.0
 # gRPC cancels calls at random once more than 1000 wait to be picked up by the server
 # (hard limit 3000). A leader that falls behind a burst of fires has that many AgentRun
 # streams queued; they must start late, not fail with a bare CANCELLED.
@@ -284,22 +286,39 @@ class DkronServer:
             log.warning("leadership work interrupted: %s", exc)
 
     async def stop(self, drain_timeout: float = 30.0, *, leave: bool = True) -> None:
-        """Stop scheduling, leave the cluster, let runs in flight finish (up to
-        ``drain_timeout``), shut down."""
+        """Stop scheduling, leave the cluster, let runs in flight finish: all within one
+        ``drain_timeout``. Past it, every run still going is killed (its job's process
+        group with it) and recorded as failed with the output so far; then shut down.
+        Calling it again (a second signal: ``stop(0)``) skips what is left of the wait."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(drain_timeout, 0.0)
         await self.scheduler.stop()
         if leave:
             await self._leave()
-        if not await self.dispatcher.drain(drain_timeout):
-            log.warning("stopping with executions still running")
+        self.dispatcher.stopping = True
+        drained = await self.dispatcher.drain(max(deadline - loop.time(), 0.0))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(drain_timeout, 0.0)):
+            async with asyncio.timeout_at(deadline):
                 await self.agent.idle.wait()
+        if not (drained and self.agent.idle.is_set()):
+            reason = (
+                f"the agent stopped and its {drain_timeout:g}s drain timeout passed"
+                if drain_timeout > 0
+                else "the agent was stopped at once (a second signal)"
+            )
+            killed = await self.agent.kill_all(reason)
+            log.warning("stopping: killed %d running execution(s): %s", killed, reason)
+            # Their results reach the leader's streams (this node's dispatcher, or a
+            # report to another server): give them a moment to be recorded.
+            if not await self.dispatcher.drain(_RECORD_GRACE):
+                log.warning("stopping with executions not yet recorded")
         await self.dispatcher.close()
         await self.notifier.close(timeout=min(drain_timeout, 5.0))
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.agent.close(grace=min(drain_timeout, 2.0))
+        # Results still being reported to another server get a moment, even at once.
+        await self.agent.close(grace=2.0)
         if self._grpc is not None:
             await self._grpc.stop(1.0)
         await self.runtime.close()

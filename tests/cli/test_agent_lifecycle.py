@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,22 +73,62 @@ def test_sigterm_waits_for_the_running_execution_then_exits_0(
     assert done["finished_at"] != ZERO
 
 
-def test_a_second_signal_exits_at_once(make_agent: Callable[..., Agent]) -> None:
+def _job_tree(tmp_path: Path, name: str) -> tuple[str, Path]:
+    """A job that prints, starts a child that would outlive it, and waits for it."""
+    pid_file = tmp_path / f"{name}.child"
+    return job(name, f"echo started; sleep 300 & echo $! > {pid_file}; wait"), pid_file
+
+
+def _log_time(stderr: str, text: str) -> datetime:
+    line = next(line for line in stderr.splitlines() if text in line)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def _killed_and_recorded(agent: Agent, name: str, pid_file: Path, reason: str) -> None:
+    child = int(pid_file.read_text())
+    wait_for(lambda: not Path(f"/proc/{child}").exists(), timeout=10)  # no orphan left
+    agent.start()
+    (done,) = executions(agent, name)
+    assert done["success"] is False and done["finished_at"] != ZERO
+    assert f"execution killed: {reason}" in done["output"]
+    assert "started" in done["output"]  # the output so far was kept
+
+
+def test_a_second_signal_exits_at_once(make_agent: Callable[..., Agent], tmp_path: Path) -> None:
     agent = make_agent()
     agent.start("--drain-timeout", "60s")
-    agent.cli("jobs", "apply", "-f", "-", input=job("long", "sleep 60"))
+    body, pid_file = _job_tree(tmp_path, "long")
+    agent.cli("jobs", "apply", "-f", "-", input=body)
     agent.cli("jobs", "run", "long")
-    wait_for(lambda: agent.executions("long"))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
     agent.signal(signal.SIGINT)
     wait_for(lambda: "SIGINT: stopping the scheduler" in agent.stderr())
     # Past the window in which a repeat is taken for the same signal delivered twice.
     deadline = time.monotonic() + 0.6
     wait_for(lambda: time.monotonic() > deadline, interval=0.1)
-    started = time.monotonic()
     agent.signal(signal.SIGINT)
-    assert agent.wait(timeout=15) == 1
-    assert time.monotonic() - started < 10
+    assert agent.wait(timeout=20) == 1
     assert "SIGINT again: exiting without waiting" in agent.stderr()
+    _killed_and_recorded(agent, "long", pid_file, "the agent was stopped at once")
+
+
+def test_the_drain_timeout_is_one_deadline_then_runs_are_killed_and_recorded(
+    make_agent: Callable[..., Agent], tmp_path: Path
+) -> None:
+    agent = make_agent()
+    agent.start("--drain-timeout", "2s")
+    body, pid_file = _job_tree(tmp_path, "stuck")
+    agent.cli("jobs", "apply", "-f", "-", input=body)
+    agent.cli("jobs", "run", "stuck")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+    stderr = agent.stderr()
+    assert stderr.count("stopping: killed 1 running execution(s)") == 1
+    # One deadline, by the agent's own clock: the kill comes after 2 s, not 2 x 2 s.
+    waited = _log_time(stderr, "stopping: killed") - _log_time(stderr, "SIGTERM: stopping")
+    assert 1.9 < waited.total_seconds() < 3.5, waited
+    _killed_and_recorded(agent, "stuck", pid_file, "the agent stopped and its 2s drain timeout")
 
 
 def test_kill_9_and_restart_brings_everything_back(make_agent: Callable[..., Agent]) -> None:

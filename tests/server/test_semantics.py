@@ -187,6 +187,7 @@ async def test_a_run_lost_to_a_restart_is_failed_not_stuck(make_server) -> None:
     await server.runtime.close()
     await server.dispatcher.close()
     server.scheduler.clear()
+    server._lock.release()  # as a crashed process's flock is
 
     again = await make_server()
 
