@@ -33,7 +33,7 @@ missing() {
 CHECK_ONLY=false
 if [ $# -eq 1 ] && [ "$1" = "--check" ]; then
     CHECK_ONLY=true
-    BUILD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/go-interop-check.XXXXXX") || die "cannot create a temp dir"
+    BUILD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/go-interop-check.XXXXXX") || die "no temp dir"
     trap 'rm -rf "$BUILD_DIR"' EXIT
 else
     [ $# -eq 1 ] || die "usage: $0 BUILD_DIR | --check"
@@ -63,9 +63,11 @@ export GOFLAGS=""
 export GOPROXY=off
 export CGO_ENABLED=0
 
-# Import paths under $GOPATH that the given packages need and that are not there.
+# Import paths that the given packages need and that are not under $GOPATH. Should
+# go list itself fail, the build after it says why.
 absent_go_packages() {
-    go list -e -deps -f '{{if .Error}}{{.ImportPath}}{{end}}' "$@" 2>/dev/null | sort -u
+    { go list -e -deps -f '{{if .Error}}{{.ImportPath}}{{end}}' "$@" 2>/dev/null || true; } \
+        | sort -u
 }
 
 # No go_package in our protos: map each file to its Go import path explicitly.
@@ -120,8 +122,12 @@ absent=$(absent_go_packages ./types/... github.com/hashicorp/go-plugin)
 # grpc-go 1.33 marshals with github.com/golang/protobuf/proto, and 1.3 of that panics on
 # messages from google.golang.org/protobuf's generator ("protobuf tag not enough fields
 # in ExecuteRequest.state") the first time one goes over the wire.
-if go list -deps ./types/... | grep -q '^google.golang.org/protobuf/' \
-    && ! go list -deps github.com/golang/protobuf/proto | grep -q '^google.golang.org/protobuf/'; then
+# (Each list is read whole first: grep -q quitting early would fail the pipe under pipefail.)
+GENERATED_DEPS=$(go list -deps ./types/...) || die "go list cannot read the generated packages"
+APIV1_DEPS=$(go list -deps github.com/golang/protobuf/proto) \
+    || die "go list cannot read github.com/golang/protobuf/proto"
+if grep -q '^google.golang.org/protobuf/' <<<"$GENERATED_DEPS" \
+    && ! grep -q '^google.golang.org/protobuf/' <<<"$APIV1_DEPS"; then
     missing "github.com/golang/protobuf >= 1.4 (Debian golang-github-golang-protobuf-1-5-dev):" \
         "the code from $GEN_STYLE needs it, and the one under $SYSTEM_GOPATH is older"
 fi
