@@ -108,6 +108,7 @@ class AgentConfig:
     auto_tls: bool = True  # accepted for Pro's files; node calls are signed with the key
     # Ours, not Dkron's:
     insecure: bool = False  # listen beyond loopback without a cluster key
+    strict_job_fields: bool = False  # 400 for unknown job keys (else a Warning header)
     plugin_dir: Path = Path("plugins.d")
     raft_port: int | None = None  # None: rpc_port + 1
     max_history: int = 100
@@ -186,6 +187,7 @@ class AgentConfig:
             ),
             encrypt=self.encrypt or None,
             acl_enabled=self.acl_enabled,
+            strict_job_fields=self.strict_job_fields,
             tls=self.tls,
             server=self.server,
             gossip_port=self.gossip_port,
@@ -432,6 +434,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "disable_http_tls": _bool,
     "auto_tls": _bool,
     "insecure": _bool,
+    "strict_job_fields": _bool,
     "plugin_dir": _path,
     "raft_port": _optional_port,
     "max_history": _positive,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import difflib
 import inspect
 import logging
 import re
@@ -22,13 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from core.api.acl import ACL, ACL_ROUTES, refusal, refused
 from core.jobs.codec import (
     JobDecodeError,
+    decode_job,
     execution_to_json,
     go_json_dumps,
-    job_from_json,
+    job_keys,
     job_to_json,
     jobs_from_json,
 )
@@ -62,6 +65,10 @@ _LOCAL: web.AppKey[_Local] = web.AppKey("local")
 PAUSED_MESSAGE = "New job submissions are currently paused"
 # Backups and job bodies can be large; gin reads multipart forms of any size.
 MAX_BODY = 64 * 1024 * 1024
+# Go's net/http reads request lines and headers of up to 1 MB (aiohttp: 8,190 bytes), so a
+# long `q` or many `metadata[...]` filters work as they do against Dkron.
+MAX_REQUEST_LINE = 1 << 20
+HANDLER_ARGS = {"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_REQUEST_LINE}
 # `_sort` value -> Execution field ("" = Dkron's raw key order); `id` is an alias.
 _EXECUTION_SORTS = {
     "": "",
@@ -339,8 +346,9 @@ async def restore(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     try:
         form = await request.post()
-    except ValueError as exc:  # not a multipart/form body gin could read
-        return _text(404, f'no "file" field in the request: {exc}')
+    except (ValueError, HttpProcessingError) as exc:  # not a multipart body gin could read
+        reason = getattr(exc, "message", None) or str(exc)
+        return _text(404, f'no "file" field in the request: malformed multipart body: {reason}')
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         return _text(404, 'no "file" field in the request: send the backup as multipart "file"')
@@ -365,18 +373,38 @@ async def restore(request: web.Request) -> web.StreamResponse:
 # -- jobs -------------------------------------------------------------------------------------
 
 
+def _unknown_keys(keys: list[str]) -> str:
+    """``unknown key 'schedul' (did you mean 'schedule'?)``, for each one."""
+    known = job_keys()
+    said = []
+    for key in keys:
+        close = difflib.get_close_matches(key.rpartition(".")[2], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        said.append(f"unknown key {key!r}{hint}")
+    return "; ".join(said)
+
+
 async def create_or_update(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     if server.paused:
         return _text(503, PAUSED_MESSAGE)
     try:
-        job = job_from_json(await request.read())
+        job, unknown = decode_job(await request.read())
     except JobDecodeError as exc:
         return _text(400, f"Unable to parse payload: {exc}.")
+    job.id = None  # Dkron 4.1 (#2002): a job's id is its name, in the echo too
+    ignored = _unknown_keys(unknown)
+    if ignored and server.config.strict_job_fields:
+        return _text(400, f"Job validation failed: {ignored}.")
     try:
         validate_job(job)
     except JobValidationError as exc:
-        return _text(400, f"Job validation failed: {exc}.")
+        # A misspelt key is the likeliest cause of a missing field: say so.
+        extra = f"; {ignored}, ignored" if ignored else ""
+        return _text(400, f"Job validation failed: {exc}{extra}.")
+    refusal = await server.executor_refusal(job.executor)
+    if refusal is not None:
+        return _text(400, f"Job validation failed: {refusal}.")
     try:
         await server.set_job(job)
     except NotFound as exc:
@@ -388,9 +416,12 @@ async def create_or_update(request: web.Request) -> web.StreamResponse:
             await server.run_job(job.name)
         except StoreError as exc:
             log.warning("runoncreate of %r did not start: %s", job.name, exc)
-    # The echo is the request as parsed, not the stored job (Dkron's behaviour).
-    location = f"{request.raw_path}/{job.name}"
-    return _json(request, job_to_json(job), status=201, headers={"Location": location})
+    # The echo is the request as parsed (id = name), not the stored job (Dkron's behaviour).
+    headers = {"Location": f"{request.raw_path}/{job.name}"}
+    if ignored:
+        # RFC 7234's Warning: 299 is "miscellaneous persistent warning".
+        headers["Warning"] = f'299 dkron-py "{ignored}, ignored"'
+    return _json(request, job_to_json(job), status=201, headers=headers)
 
 
 def _metadata_filter(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -712,7 +743,9 @@ def _no_op() -> None:
 
 def build_app(server: DkronServer, *, on_leave: OnLeave | None = None) -> web.Application:
     """The API for ``server``; ``on_leave`` runs after ``POST /v1/leave`` has answered."""
-    app = web.Application(middlewares=[_dkron_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[_dkron_middleware], client_max_size=MAX_BODY, handler_args=HANDLER_ARGS
+    )
     app[SERVER] = server
     app[ACL] = server.acl
     app[_LOCAL] = _Local(on_leave if on_leave is not None else _no_op)

@@ -159,6 +159,14 @@ def agent(
             show_default=False,
         ),
     ] = None,
+    strict_job_fields: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict-job-fields",
+            help="Refuse job bodies with unknown keys (400) instead of warning about them.",
+            show_default=False,
+        ),
+    ] = None,
     plugin_dir: Annotated[
         str | None, _str_option("--plugin-dir", "First directory searched for plugins.", "DIR")
     ] = None,
@@ -269,6 +277,7 @@ def agent(
         "disable_http_tls": disable_http_tls,
         "auto_tls": auto_tls,
         "insecure": insecure,
+        "strict_job_fields": strict_job_fields,
         "plugin_dir": plugin_dir,
         "raft_port": raft_port,
         "max_history": max_history,
@@ -425,6 +434,26 @@ def preflight(config: AgentConfig) -> None:
     _probe_port("rpc-port", config.bind_host, config.rpc_port)
     _probe_port("bind-addr", config.bind_host, config.gossip_port)
     _security_notes(config)
+    _reserved_tag_notes(config)
+
+
+# Tags every node sets itself (Dkron's, and raft_addr and executors of ours): a --tag
+# with one of these names is overwritten, so a job targeting it would never run.
+RESERVED_TAGS = (
+    "role", "version", "server", "bootstrap", "expect", "port", "rpc_addr", "dc", "region",
+    "raft_addr", "executors",
+)  # fmt: skip
+
+
+def _reserved_tag_notes(config: AgentConfig) -> None:
+    for key in sorted(set(config.tags) & set(RESERVED_TAGS)):
+        log.warning(
+            "tag %r is reserved: the node sets it itself, so %s=%s is replaced and jobs "
+            "targeting it will not run here; give the tag another name",
+            key,
+            key,
+            config.tags[key],
+        )
 
 
 def _security_notes(config: AgentConfig) -> None:
@@ -535,6 +564,17 @@ async def run_agent(config: AgentConfig) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number)
 
+    rescans: set[asyncio.Task[list[str]]] = set()
+
+    def on_hangup() -> None:
+        # SIGHUP: look for plugins dropped into the plugin directories since start.
+        log.info("SIGHUP: rescanning the plugin directories")
+        task = asyncio.ensure_future(server.rescan_plugins())
+        rescans.add(task)
+        task.add_done_callback(rescans.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+
     typer.echo(_startup_line(config, server, runner.addresses if runner is not None else []))
     stopped = asyncio.ensure_future(stop.wait())
     failed = asyncio.ensure_future(server.store.failed.wait())
@@ -562,7 +602,7 @@ async def run_agent(config: AgentConfig) -> int:
     if runner is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(runner.cleanup(), _API_STOP_TIMEOUT)
-    for number in (signal.SIGTERM, signal.SIGINT):
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(number)
     if code == 0:
         log.info("stopped")

@@ -142,14 +142,24 @@ def exec_plugin(
 
     settings = RuntimeSettings(plugin_dir=plugin_dir, eager=False, load_entry_points=False)
     executor_config = _parse_config(config or [])
-    streamed = False
+    streamed = bytearray()  # what the status helper showed on stdout as it came
 
     def show(chunk: bytes, is_error: bool) -> None:
-        nonlocal streamed
-        streamed = True
         target = sys.stderr.buffer if is_error else sys.stdout.buffer
+        if not is_error:
+            streamed.extend(chunk)
         target.write(chunk)
         target.flush()
+
+    def show_final(output: bytes) -> None:
+        # A plugin may stream updates and also return its output (a Go plugin's final
+        # output differs from its updates): show what the stream did not already show.
+        if output.startswith(streamed):
+            rest = output[len(streamed) :]
+        else:
+            rest = (b"" if not streamed or streamed.endswith(b"\n") else b"\n") + output
+        sys.stdout.buffer.write(rest)
+        sys.stdout.flush()
 
     async def run() -> bool:
         async with PluginRuntime(settings) as runtime:
@@ -157,15 +167,12 @@ def exec_plugin(
                 name, job, executor_config, on_output=show, timeout=timeout
             )
         if outcome.success:
-            if not streamed:
-                sys.stdout.buffer.write(outcome.output)
+            show_final(outcome.output)
             return True
-        if not streamed:
-            # The outcome leads with "<error>\n" unless the output cap cut it off.
-            head = outcome.error.encode() + b"\n"
-            output = outcome.output
-            sys.stdout.buffer.write(output[len(head) :] if output.startswith(head) else output)
-        sys.stdout.flush()
+        # The outcome leads with "<error>\n" unless the output cap cut it off.
+        head = outcome.error.encode() + b"\n"
+        output = outcome.output
+        show_final(output[len(head) :] if output.startswith(head) else output)
         typer.echo(f"dkronctl: execution failed: {outcome.error}", err=True)
         return False
 

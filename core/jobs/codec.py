@@ -30,11 +30,13 @@ __all__ = [
     "GoTimeError",
     "JobDecodeError",
     "decode_go_text",
+    "decode_job",
     "execution_from_json",
     "execution_to_json",
     "format_go_time",
     "go_json_dumps",
     "job_from_json",
+    "job_keys",
     "job_to_json",
     "jobs_from_json",
     "parse_go_time",
@@ -630,10 +632,12 @@ _UNSIGNED = re.compile(r"[0-9]+")
 class _Decoding:
     """Go keeps the first type mismatch and reports it after reading the whole value."""
 
-    __slots__ = ("first_error",)
+    __slots__ = ("first_error", "unknown")
 
     def __init__(self) -> None:
         self.first_error: str | None = None
+        # Keys Go would ignore in silence: reported (a misspelt key is a lost setting).
+        self.unknown: list[str] = []
 
     def mismatch(self, what: str, go_type: str, struct: str, path: str) -> None:
         if self.first_error is not None:
@@ -800,7 +804,8 @@ class _Struct:
         for key, item in node.members:
             hit = self.lookup(key)
             if hit is None:
-                continue  # unknown keys are ignored, as in Go
+                ctx.unknown.append(prefix + key)  # ignored, as in Go, but said
+                continue
             name, spec = hit
             value = spec.decode(item, ctx, self.go_name, prefix + name, getattr(target, spec.attr))
             setattr(target, spec.attr, value)
@@ -906,10 +911,21 @@ def job_from_json(data: bytes | str | object) -> Job:
     starts as Dkron's preset (``concurrency: "allow"``, ``id: ""``). Raises
     ``JobDecodeError`` whose text is Go's, e.g. ``EOF`` for an empty body.
     """
+    return decode_job(data)[0]
+
+
+def decode_job(data: bytes | str | object) -> tuple[Job, list[str]]:
+    """:func:`job_from_json`, and the keys it ignored (``retry_backoff.dealy`` for a
+    nested one), in the body's order."""
     ctx = _Decoding()
     job = _decode_job(_root(data, stream=True), ctx, Job(id=""), "dkron.Job")
     ctx.finish()
-    return job
+    return job, ctx.unknown
+
+
+def job_keys() -> list[str]:
+    """The top-level keys a job body may have."""
+    return list(_JOB.exact)
 
 
 def jobs_from_json(data: bytes | str | object) -> list[Job]:

@@ -15,7 +15,13 @@ from core.jobs.model import (
 )
 from plugin_sdk.goformats import parse_go_duration, parse_mem_limit
 
-__all__ = ["JobValidationError", "merge_for_update", "stored_form", "validate_job"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "JobValidationError",
+    "merge_for_update",
+    "stored_form",
+    "validate_job",
+]
 
 _SLUG_EXTRA = frozenset("0123456789_-")
 
@@ -44,6 +50,9 @@ def _duration_problem(value: str, *, positive: bool) -> str | None:
     return None
 
 
+MAX_NAME_LENGTH = 256
+
+
 def validate_job(job: Job) -> None:
     """Raise ``JobValidationError`` for the first problem, checking in Dkron's order.
 
@@ -52,6 +61,12 @@ def validate_job(job: Job) -> None:
     """
     if job.name == "":
         raise JobValidationError("name cannot be empty")
+    if len(job.name) > MAX_NAME_LENGTH:
+        # Longer names cannot be fetched or deleted (a URL line has a limit) and break
+        # listings; Dkron takes any length.
+        raise JobValidationError(
+            f"name is {len(job.name)} characters long; at most {MAX_NAME_LENGTH} are allowed"
+        )
     bad = _illegal_name_char(job.name)
     if bad is not None:
         raise JobValidationError(f"name contains illegal character '{bad}'")

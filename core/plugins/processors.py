@@ -121,6 +121,9 @@ class ProcessorDispatcher:
         for plugin in plugins:
             self.register(BinaryProcessor(plugin, loop, timeout), name=f"binary:{plugin.name}")
 
+    def unregister_binary(self, name: str) -> None:
+        self.manager.unregister(name=f"binary:{name}")
+
     def names(self) -> list[str]:
         found: set[str] = set()
         for names in self.manager.hook.dkron_processor_names():

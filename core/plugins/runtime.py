@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from core.plugins.discovery import DEFAULT_PLUGIN_DIR, Discovery, default_search_path, discover
 from core.plugins.executors import ExecutionOutcome, OutputCallback, run_execution
@@ -94,6 +95,38 @@ class PluginRuntime:
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
 
+    async def rescan(self) -> list[str]:
+        """Look in the plugin directories again (SIGHUP, or a job naming an executor that
+        is not loaded); returns the names of the plugins found new. A plugin whose file
+        is gone is shut down; one replaced on disk is restarted from the new file on its
+        next start."""
+        found = discover(self.search_path)
+        added: list[str] = []
+        kinds: tuple[tuple[Literal["executor", "processor"], dict[str, ManagedPlugin]], ...] = (
+            ("executor", self.executors),
+            ("processor", self.binary_processors),
+        )
+        for kind, loaded in kinds:
+            current = found.of_kind(kind)
+            for name in [n for n in loaded if n not in current]:
+                log.info("plugin %r (%s) is gone from the plugin directories", name, kind)
+                await loaded.pop(name).close(self.settings.shutdown_grace)
+                if kind == "processor":
+                    self.processors.unregister_binary(name)
+            fresh = self._managed({n: b for n, b in current.items() if n not in loaded})
+            loaded.update(fresh)
+            added += [f"{kind} {n}" for n in sorted(fresh)]
+            for name, binary in current.items():
+                loaded[name].binary = binary  # a new path applies from its next start
+            if kind == "processor":
+                self.processors.register_binaries(
+                    fresh.values(), asyncio.get_running_loop(), self.settings.processor_timeout
+                )
+        self.discovery = found
+        if added:
+            log.info("plugins found: %s", ", ".join(added))
+        return added
+
     def _all(self) -> list[ManagedPlugin]:
         return [*self.executors.values(), *self.binary_processors.values()]
 
@@ -115,6 +148,8 @@ class PluginRuntime:
         timeout: float | None = None,
     ) -> ExecutionOutcome:
         plugin = self.executors.get(executor)
+        if plugin is None and await self.rescan():  # dropped into a running agent
+            plugin = self.executors.get(executor)
         if plugin is None:
             known = ", ".join(sorted(self.executors)) or "none"
             error = f"executor {executor!r} not found in {self._where()} (available: {known})"

@@ -87,6 +87,8 @@ class ServerConfig:
     bootstrap_expect: int = 1
     encrypt: str | None = field(default=None, repr=False)
     acl_enabled: bool = False
+    # Refuse job bodies with keys Dkron does not know (400) instead of a Warning header.
+    strict_job_fields: bool = False
     tls: TlsFiles = field(default_factory=TlsFiles)  # RPC between nodes (and the API's)
     max_history: int = DEFAULT_MAX_HISTORY
     output_limit: int = 256_000
@@ -387,6 +389,48 @@ class DkronServer:
         chosen = select_targets(self.view.members(), job.tags, self.config.region)
         return [m.name for m in chosen]
 
+    def executor_offers(self) -> dict[str, set[str]] | None:
+        """The executors each alive member offers; None when one of them does not say
+        (a node of another version), so nothing can be ruled out."""
+        if self.view is None:
+            return {self.config.node_name: set(self.runtime.executors)}
+        offers: dict[str, set[str]] = {}
+        for member in self.view.members():
+            if member.status != "alive":
+                continue
+            listed = member.tags.get("executors")
+            if listed is None:
+                return None
+            offers[member.name] = {name for name in listed.split(",") if name}
+        offers[self.config.node_name] = set(self.runtime.executors)
+        return offers
+
+    async def rescan_plugins(self) -> list[str]:
+        """Look for new plugins (SIGHUP, or a job naming an unknown executor) and
+        gossip what this node now offers."""
+        added = await self.runtime.rescan()
+        if self.gossip is not None:
+            self.gossip.set_tags(self.tags())
+        return added
+
+    async def executor_refusal(self, executor: str) -> str | None:
+        """Why a job naming ``executor`` cannot run anywhere, or None."""
+        if not executor:
+            return None
+        offers = self.executor_offers()
+        if offers is None or any(executor in names for names in offers.values()):
+            return None
+        if await self.rescan_plugins():  # dropped into this node's plugin dir just now
+            offers = self.executor_offers()
+            if offers is None or any(executor in names for names in offers.values()):
+                return None
+        assert offers is not None
+        listing = "; ".join(
+            f"{node} offers {', '.join(sorted(names)) or 'none'}"
+            for node, names in sorted(offers.items())
+        )
+        return f"executor {executor!r} is not offered by any live member ({listing})"
+
     def leader_rpc_address(self) -> str | None:
         if self.store.is_leader:
             return self.rpc_address
@@ -593,6 +637,9 @@ class DkronServer:
         tags = dict(self.config.tags)
         tags.update(
             {
+                # Ours: what this node can run, so a job naming an executor no live node
+                # offers is refused when it is submitted, not when it fails at run time.
+                "executors": ",".join(sorted(self.runtime.executors)),
                 "role": "dkron",
                 "dc": self.config.datacenter,
                 "region": self.config.region,

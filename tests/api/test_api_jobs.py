@@ -21,8 +21,9 @@ async def test_create_then_update_replaces(api: Api) -> None:
     assert reply.status == 201
     assert reply.headers["Location"] == "/v1/jobs/cu-job"
     echo = reply.json()
-    # The echo is the request as parsed: id as sent (""), zero next, null processors.
-    assert echo["id"] == ""
+    # The echo is the request as parsed: id is the name (Dkron 4.1, #2002), zero next,
+    # null processors.
+    assert echo["id"] == "cu-job"
     assert echo["next"] == "0001-01-01T00:00:00Z"
     assert echo["processors"] is None
     assert echo["concurrency"] == "allow"
@@ -60,7 +61,7 @@ async def test_location_keeps_the_query_string(api: Api) -> None:
     reply = await api.post("/v1/jobs?pretty", json=shell_job("loc-job", "true"))
     assert reply.status == 201
     assert reply.headers["Location"] == "/v1/jobs?pretty/loc-job"
-    assert reply.text.startswith('{\n    "id": ""')
+    assert reply.text.startswith('{\n    "id": "loc-job"')
     await api.call("DELETE", "/v1/jobs/loc-job")
 
 

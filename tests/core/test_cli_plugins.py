@@ -161,8 +161,19 @@ def test_exec_streams_what_the_plugin_sends(plugin_dir: Path, pid_dir: Path) -> 
         *exec_args(plugin_dir, "stream=line one\nline two\n", "output=final"), pid_dir=pid_dir
     )
     assert done.returncode == 0, done.stderr
-    # Streamed output is the output; the final copy is not printed twice.
-    assert done.stdout == "line one\nline two\n"
+    # The updates as they came, then the final output the plugin returned as well (a Go
+    # plugin's final output is not its updates; it used to be dropped).
+    assert done.stdout == "line one\nline two\nfinal"
+
+
+def test_exec_does_not_print_the_streamed_output_twice(plugin_dir: Path, pid_dir: Path) -> None:
+    # The shell executor streams its output and returns all of it at the end too.
+    done = dkronctl(
+        *exec_args(plugin_dir, "stream=line one\n", "output=line one\nand more\n"),
+        pid_dir=pid_dir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "line one\nand more\n"
 
 
 def test_exec_output_is_live(plugin_dir: Path, pid_dir: Path, tmp_path: Path) -> None:
