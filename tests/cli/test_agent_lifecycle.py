@@ -337,3 +337,13 @@ def test_a_second_agent_on_the_same_data_dir_exits_naming_the_holder(tmp_path: P
     finally:
         first.kill9()
         second.kill9()
+
+
+def test_a_reserved_tag_is_warned_about(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    agent.start("--tag", "role=worker", "--tag", "zone=a")
+    warning = "tag 'role' is reserved: the node sets it itself, so role=worker is replaced"
+    assert agent.stderr().count(warning) == 1
+    assert "tag 'zone'" not in agent.stderr()
+    (member,) = agent.api("/v1/members")
+    assert member["Tags"]["role"] == "dkron" and member["Tags"]["zone"] == "a"

@@ -4,6 +4,7 @@ and nothing the broken plugins started is left running."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,32 @@ def test_broken_plugins_hold_up_nothing_and_leave_nothing(tmp_path: Path) -> Non
         agent.kill9()
     # And nothing outlives the agent (its session is killed, plugins included).
     assert wait_gone(recorded_pids(pid_dir), timeout=10) == []
+
+
+def test_a_plugin_dropped_into_a_running_agent_is_found(tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    try:
+        agent.start()
+        # A job naming it makes the agent look again before refusing the job.
+        install(plugins, "executor", "late", "executor")
+        body = {"name": "uses-late", "schedule": "@manually", "executor": "late",
+                "executor_config": {"output": "late ran"}}  # fmt: skip
+        agent.post("/v1/jobs", body)
+        agent.post("/v1/jobs/uses-late/run")
+        done = wait_for(lambda: agent.finished("uses-late"))
+        assert done[0]["success"] and done[0]["output"] == "late ran"
+        # SIGHUP looks too, and the node then gossips the new executor.
+        install(plugins, "executor", "later", "executor")
+        agent.signal(signal.SIGHUP)
+
+        def offered() -> list[str]:
+            (member,) = agent.api("/v1/members")
+            return str(member["Tags"]["executors"]).split(",")
+
+        wait_for(lambda: "later" in offered())
+        assert {"late", "shell", "http"} <= set(offered())
+        assert "SIGHUP: rescanning the plugin directories" in agent.stderr()
+    finally:
+        agent.kill9()
