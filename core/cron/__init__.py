@@ -6,6 +6,6 @@
 
 from core.cron._tz import validate_timezone
 from core.cron.errors import ScheduleError
-from core.cron.schedule import Schedule, parse_schedule
+from core.cron.schedule import AfterSchedule, Schedule, parse_schedule
 
-__all__ = ["Schedule", "ScheduleError", "parse_schedule", "validate_timezone"]
+__all__ = ["AfterSchedule", "Schedule", "ScheduleError", "parse_schedule", "validate_timezone"]

@@ -33,11 +33,13 @@ from core.cron.errors import ScheduleError
 from plugin_sdk.goformats import parse_go_duration
 
 __all__ = [
+    "AfterSchedule",
     "AtSchedule",
     "CronSchedule",
     "EverySchedule",
     "ManualSchedule",
     "Schedule",
+    "parse_iso_duration",
     "parse_schedule",
 ]
 
@@ -121,6 +123,49 @@ class AtSchedule:
 
     def __repr__(self) -> str:
         return f"AtSchedule({self.spec!r}, at={self.at.isoformat()})"
+
+
+class AfterSchedule(AtSchedule):
+    """``@after <RFC3339> [<ISO-8601 duration>]`` (Dkron 4.1): one shot at an instant,
+    like ``@at``, and also at once when the job arrives within ``grace`` after it (a
+    deploy that comes a little late still runs its one-shot job); later, never."""
+
+    __slots__ = ("grace",)
+
+    def __init__(self, spec: str, at: datetime, grace: timedelta) -> None:
+        super().__init__(spec, at)
+        self.grace = grace
+
+    def owed(self, now: datetime, launched: datetime | None) -> datetime | None:
+        """The instant to fire at once, if ``now`` is within the grace and the shot has
+        not been launched (``launched``: the job's latest launched fire)."""
+        if launched is not None and launched >= self.at:
+            return None
+        return self.at if self.at <= now < self.at + self.grace else None
+
+    def __repr__(self) -> str:
+        return f"AfterSchedule({self.spec!r}, at={self.at.isoformat()}, grace={self.grace})"
+
+
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+)
+
+
+def parse_iso_duration(text: str) -> timedelta:
+    """An ISO-8601 duration of weeks, days, hours, minutes and seconds (``PT30M``,
+    ``P1DT2H``). Years and months have no fixed length and are refused."""
+    m = _ISO_DURATION.fullmatch(text)
+    if m is None or text in ("P", "PT") or text.endswith("T"):
+        if re.fullmatch(r"P.*\d+[YM].*", text.split("T")[0]):
+            raise ScheduleError(
+                f"grace {text!r}: years and months have no fixed length; give days (P30D)"
+            )
+        raise ScheduleError(f"grace {text!r} is not an ISO-8601 duration such as PT30M")
+    parts = {k: float(v) for k, v in m.groupdict().items() if v is not None}
+    return timedelta(**parts)
 
 
 class EverySchedule:
@@ -290,6 +335,20 @@ def _parse_at(spec: str, text: str) -> AtSchedule:
     return AtSchedule(spec, at)
 
 
+def _parse_after(spec: str, text: str) -> AfterSchedule:
+    instant, _, grace_text = text.partition(" ")
+    grace = timedelta(0)
+    grace_text = grace_text.strip()
+    if grace_text:
+        if not grace_text.startswith("<"):
+            raise ScheduleError(
+                f"failed to parse {spec}: the grace period is written <DURATION, e.g. <PT30M"
+            )
+        grace = parse_iso_duration(grace_text[1:].strip())
+    at = _parse_at(spec, instant).at
+    return AfterSchedule(spec, at, grace)
+
+
 def _parse_every(spec: str, text: str, job_name: str) -> EverySchedule:
     try:
         ns = parse_go_duration(text)
@@ -333,6 +392,8 @@ def parse_schedule(spec: str, *, timezone: str = "", job_name: str = "") -> Sche
             return ManualSchedule(spec)
         if text.startswith("@at ") or text == "@at":
             return _parse_at(spec, text[4:].strip())
+        if text.startswith("@after ") or text == "@after":
+            return _parse_after(spec, text[7:].strip())
         if text.startswith("@every ") or text == "@every":
             return _parse_every(spec, text[7:].strip(), job_name)
         expression = _DESCRIPTORS.get(text)

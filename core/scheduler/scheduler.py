@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from core.cron import Schedule, ScheduleError, parse_schedule
+from core.cron import AfterSchedule, Schedule, ScheduleError, parse_schedule
 from core.jobs.model import MISFIRE_RUN_ONCE, Job
 
 __all__ = ["LATE_TOLERANCE", "Fire", "Scheduler", "next_fire"]
@@ -86,11 +86,19 @@ class Scheduler:
 
     # -- job changes -----------------------------------------------------------------------
 
-    def set_job(self, job: Job, last_fire: datetime | None = None) -> datetime | None:
+    def set_job(
+        self,
+        job: Job,
+        last_fire: datetime | None = None,
+        *,
+        launched: datetime | None = None,
+    ) -> datetime | None:
         """(Re)schedule ``job``; returns its next fire time (None if it will not fire).
 
         ``last_fire`` is the latest fire already launched: the next one comes after
-        it, so re-saving a job neither repeats nor skips a fire.
+        it, so re-saving a job neither repeats nor skips a fire. ``launched`` says the
+        same when ``last_fire`` is withheld (leadership start skips missed ticks), for
+        the one-shot ``@after`` that must not fire twice.
         """
         self.remove_job(job.name)
         if not _schedulable(job):
@@ -103,6 +111,10 @@ class Scheduler:
         now = self._clock()
         base = now if last_fire is None or last_fire < now else last_fire
         moment = next_fire(schedule, job, base)
+        if moment is None and isinstance(schedule, AfterSchedule):
+            # Arrived within its grace after the instant: fire now, as that instant (so
+            # the run id is the same whoever fires it, and it runs once).
+            moment = schedule.owed(now, launched if launched is not None else last_fire)
         self._schedules[job.name] = schedule
         self._jobs[job.name] = job
         self._push(job.name, moment)
@@ -141,7 +153,7 @@ class Scheduler:
                 if owed_fire is not None:
                     owed.append(owed_fire)
             # Missed ticks are otherwise skipped: schedule from now.
-            self.set_job(job, last_fire=None)
+            self.set_job(job, last_fire=None, launched=last)
         return owed
 
     @staticmethod

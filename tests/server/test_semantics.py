@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from server_helpers import finished, wait_for
 
-from core.jobs.model import Job, RetryBackoff
+from core.jobs.model import Job, RetryBackoff, unix_nano
 from core.store.state import JobQuery, NotFound, StoreError
 
 
@@ -268,3 +268,16 @@ async def test_sorting_by_text_ignores_case(make_server) -> None:
         await server.set_job(shell(name, "true", schedule="@manually", displayname=label))
     page, _ = server.list_jobs(JobQuery(sort="displayname"))
     assert [j.displayname for j in page] == ["alpha", "Mike", "Zulu"]
+
+
+async def test_an_after_job_arriving_within_its_grace_runs_once_at_once(make_server) -> None:
+    server = await make_server()
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    instant = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    await server.set_job(shell("late-deploy", "echo once", schedule=f"@after {instant} <PT10M"))
+    [run] = await wait_for(lambda: finished(server, "late-deploy"))
+    assert run.success and run.scheduled_at == moment  # fired as the instant it names
+    assert run.run_id == f"late-deploy@{unix_nano(moment)}"
+    # Saved again: no second shot (the launch of that instant is on record).
+    await server.set_job(shell("late-deploy", "echo again", schedule=f"@after {instant} <PT10M"))
+    assert server.scheduler.next_of("late-deploy") is None
