@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import SyncObjException
 
 from core.store import _journal_file, _raft_wire
 from core.store._journal_file import GuardedFileJournal, is_disk_full
@@ -211,14 +213,25 @@ class RaftStore:
             leaderFallbackTimeout=config.leader_fallback_timeout,
             logCompactionMinEntries=config.log_compaction_min_entries,
             logCompactionMinTime=config.log_compaction_min_time,
+            # Without autoTick, pysyncobj's constructor retries a failed bind in a busy
+            # loop, forever by default: the event loop (API, gossip, everything) froze
+            # with a taken Raft port. One attempt, then a clear error.
+            maxBindRetries=1,
         )
-        return SyncObj(
-            config.bind,
-            list(peers),
-            conf,
-            consumers=[self._consumer],
-            transportClass=_raft_wire.GuardedTransport,
-        )
+        quiet = logging.getLogger("pysyncobj.syncobj")  # its traceback adds nothing to ours
+        was_disabled, quiet.disabled = quiet.disabled, True
+        try:
+            return SyncObj(
+                config.bind,
+                list(peers),
+                conf,
+                consumers=[self._consumer],
+                transportClass=_raft_wire.GuardedTransport,
+            )
+        except SyncObjException as exc:
+            raise ReplicationError(self._bind_failure() or f"raft did not start: {exc}") from None
+        finally:
+            quiet.disabled = was_disabled
 
     def _fail(self, reason: str) -> None:
         if self.fatal is None:
@@ -350,6 +363,18 @@ class RaftStore:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.tick_interval):
                     await self._kick.wait()
+
+    def _bind_failure(self) -> str | None:
+        """Why the Raft listener cannot bind (tried again here for the OS's reason)."""
+        listen = self.config.listen or self.config.bind
+        host, _, port = listen.rpartition(":")
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host.strip("[]"), int(port)))
+        except OSError as exc:
+            return f"raft cannot listen on {listen}: {exc.strerror or exc}"
+        return None
 
     def _journal(self) -> GuardedFileJournal | None:
         journal = None if self._sync is None else self._sync._SyncObj__raftLog
