@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from core.api import serve_api
+from core.api.app import api_port
 from core.plugins.runtime import RuntimeSettings
 from core.server import DkronServer, ServerConfig
 
@@ -98,3 +101,21 @@ async def wait_leader(server: DkronServer, timeout: float = 15.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("the single node never became raft leader")
         await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running_api(data_dir: Path, **overrides: Any) -> AsyncIterator[Api]:
+    """A real server on ``data_dir`` behind the real API (``serve_api``, as the agent
+    serves it), stopped at the end."""
+    server = DkronServer(server_config(data_dir, **overrides))
+    await server.start()
+    runner = None
+    try:
+        await wait_leader(server)
+        runner = await serve_api(server, "127.0.0.1", 0)
+        async with aiohttp.ClientSession() as session:
+            yield Api(server, f"http://127.0.0.1:{api_port(runner)}", session)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await server.stop(drain_timeout=5)

@@ -8,14 +8,9 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from api_helpers import Api, server_config, wait_leader
-
-from core.api import build_app
-from core.server import DkronServer
+from api_helpers import Api, running_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -36,23 +31,9 @@ READONLY = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    data_dir = tmp_path_factory.mktemp("acl")
     key = base64.b64encode(os.urandom(16)).decode()
-    server = DkronServer(server_config(data_dir, acl_enabled=True, encrypt=key))
-    await server.start()
-    runner: web.AppRunner | None = None
-    try:
-        await wait_leader(server)
-        runner = web.AppRunner(build_app(server), shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        async with aiohttp.ClientSession() as session:
-            yield Api(server, f"http://127.0.0.1:{runner.addresses[0][1]}", session)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await server.stop(drain_timeout=5)
+    async with running_api(tmp_path_factory.mktemp("acl"), acl_enabled=True, encrypt=key) as value:
+        yield value
 
 
 def bearer(secret: str) -> dict[str, str]:

@@ -6,43 +6,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
-from api_helpers import Api, server_config, wait_leader
-
-from core.api import serve_api
-from core.api.app import api_port
-from core.server import DkronServer
+from api_helpers import Api, running_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def _api(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> AsyncIterator[Api]:
-    server = DkronServer(server_config(tmp_path_factory.mktemp("input"), **overrides))
-    await server.start()
-    runner = None
-    try:
-        await wait_leader(server)
-        # serve_api, as the agent does: its request-line limits are part of what is tested.
-        runner = await serve_api(server, "127.0.0.1", 0)
-        async with aiohttp.ClientSession() as session:
-            yield Api(server, f"http://127.0.0.1:{api_port(runner)}", session)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await server.stop(drain_timeout=5)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    async for value in _api(tmp_path_factory):
+    async with running_api(tmp_path_factory.mktemp("input")) as value:
         yield value
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def strict_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    async for value in _api(tmp_path_factory, strict_job_fields=True):
+    async with running_api(tmp_path_factory.mktemp("strict"), strict_job_fields=True) as value:
         yield value
 
 
