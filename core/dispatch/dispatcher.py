@@ -44,6 +44,8 @@ def _now() -> datetime:
 _REATTACH_WINDOW = 3.0
 _MAX_STREAMS = 256
 _REATTACH_PAUSE = 0.25
+# How long one attempt waits for a connection to a node before dialing it afresh.
+_CONNECT_WAIT = 1.0
 # Launches recorded by a previous leader but never dispatched still run when a new
 # leader finds them this late at most (or within the job's misfire grace if longer).
 _REDISPATCH_GRACE = timedelta(seconds=60)
@@ -66,6 +68,7 @@ class Dispatcher:
         targets: Callable[[Job], list[str]] | None = None,
         term: Callable[[], int] = lambda: 0,
         channel: Callable[[str], grpc.aio.Channel] | None = None,
+        forget_channel: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._runtime = runtime
@@ -77,6 +80,7 @@ class Dispatcher:
         self._notifier = notifier
         # The node's channels (with its credentials); without them, plain ones of our own.
         self._channel = channel or self._plain_channel
+        self._forget = forget_channel
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Streams in flight at once. Past this a burst waits its turn instead of every
@@ -250,13 +254,22 @@ class Dispatcher:
         broken_since: float | None = None
         received = 0  # output bytes seen, so a re-attached stream's replay is not doubled
         last_error = ""
+        # Whether the request may have reached the node. Until it may have, sending it
+        # again as a start is safe (the node runs each (run id, attempt) once); after,
+        # only attaching is, since a node that restarted meanwhile must not run it again.
+        sent = adopt
         while True:
             if not self._store.is_leader:
                 return None
             address = self._agent_address(node)
             if address is None:
                 error = f"node {node} is not an alive member of the cluster"
+            elif not sent and not await self._connected(address, broken_since):
+                # Not connected: the request cannot have left. A node restarting shows
+                # up here, not as a lost run.
+                error = f"node {node} does not accept connections at {address}"
             else:
+                sent = True
                 request = agent_pb2.AgentRunRequest(
                     job=job_to_proto(job),
                     execution=execution_to_proto(execution),
@@ -295,6 +308,27 @@ class Dispatcher:
                     execution, f"{last_error} (node {node} unreachable for {_REATTACH_WINDOW:g}s)"
                 )
             await asyncio.sleep(_REATTACH_PAUSE)
+
+    async def _connected(self, address: str, broken_since: float | None) -> bool:
+        """Whether the channel to ``address`` is READY, waiting for it up to what is
+        left of the re-attach window. A channel that failed is dropped, so the next try
+        dials afresh instead of sitting out gRPC's reconnect back-off."""
+        channel = self._channel(address)
+        if channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return True
+        loop = asyncio.get_running_loop()
+        started = loop.time() if broken_since is None else broken_since
+        left = max(_REATTACH_WINDOW - (loop.time() - started), _REATTACH_PAUSE)
+        try:
+            async with asyncio.timeout(min(left, _CONNECT_WAIT)):
+                await channel.channel_ready()
+        except TimeoutError:
+            if self._forget is not None:
+                self._forget(address)
+            return False
+        except Exception:  # e.g. closed under us; the next attempt takes a fresh one
+            return False
+        return True
 
     async def _receive(
         self,

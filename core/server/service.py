@@ -154,6 +154,7 @@ class DkronServer:
             targets=self._target_names,
             term=lambda: self._leader_term,
             channel=self.channels.get,
+            forget_channel=self.channels.forget,
         )
         self._grpc: grpc.aio.Server | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -262,7 +263,11 @@ class DkronServer:
 
     async def _become_leader(self) -> None:
         if self.scheduler.running:
-            return
+            if self._leader_term == self.store.term:
+                return
+            # Leading again at a newer term (lost and won back unnoticed in between):
+            # everything from the old term is refused now, so start over at this one.
+            await self.scheduler.stop()
         term = self.store.term
         try:
             # Everything committed before this term is applied once the barrier is.
@@ -492,7 +497,10 @@ class DkronServer:
 
     async def _on_fire(self, fires: list[Fire]) -> None:
         if not self.store.is_leader or self.store.term != self._leader_term:
-            return  # deposed: the new leader fires these (and the log would refuse them)
+            # Deposed: the new leader fires these (and the log would refuse them). Or
+            # leading at a newer term that _become_leader is taking up right now.
+            log.info("not firing %d tick(s) at raft term %d", len(fires), self._leader_term)
+            return
         now = datetime.now(UTC)
         launches = tuple(
             Launch(

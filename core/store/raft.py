@@ -145,6 +145,7 @@ class RaftStore:
         self._kick = asyncio.Event()
         self._leadership_listeners: list[Callable[[bool], None]] = []
         self._was_leader = False
+        self._led_term = 0
         self._closed = False
         self._pending = 0
         self._batch: list[tuple[StartExecution | FinishExecution, asyncio.Future[Any]]] = []
@@ -434,9 +435,17 @@ class RaftStore:
 
     def _observe_leadership(self) -> None:
         leader = self.is_leader
-        if leader != self._was_leader:
+        term = self.term
+        # Lost and won back between two looks (a rejoining server's vote request makes
+        # pysyncobj step down, and it wins the next election at once): that is a new
+        # leadership, at a new term, and the listeners must hear of it.
+        regained = leader and self._was_leader and term != self._led_term
+        if leader != self._was_leader or regained:
             self._was_leader = leader
-            log.info("raft leadership %s", "acquired" if leader else "lost")
+            if leader:
+                self._led_term = term
+            state = "acquired" if leader else "lost"
+            log.info("raft leadership %s (term %d)", "regained" if regained else state, term)
             for listener in list(self._leadership_listeners):
                 listener(leader)
 
