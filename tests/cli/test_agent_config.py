@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.cli.agent import check_cluster_settings
-from core.config import _PARSERS, AgentConfig, ConfigError, find_config_file, load_config
+from core.config import SETTINGS, AgentConfig, ConfigError, find_config_file, load_config
 
 YAML = """\
 server: true
@@ -63,8 +63,8 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_every_field_has_a_parser() -> None:
-    assert {f.name for f in fields(AgentConfig)} - {"config_file"} == set(_PARSERS)
+def test_every_field_is_a_setting() -> None:
+    assert {f.name for f in fields(AgentConfig)} - {"config_file"} == {s.name for s in SETTINGS}
 
 
 def test_defaults_without_any_source(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 import core.cli.agent as agent_module
 from core.cli.main import app
-from core.config import AgentConfig, ConfigError, load_config
+from core.config import SECRET_SETTINGS, SETTINGS, AgentConfig, ConfigError, load_config
 
 KEY = base64.b64encode(bytes(range(16))).decode()
 
@@ -148,7 +148,7 @@ def test_secret_flags_are_warned_about_and_never_echoed(
         )
     assert result.exit_code == 0, result.output
     assert config is not None and config.mail_password == "hunter2"
-    assert "hunter2" not in repr(config)
+    assert "hunter2" not in repr(config) and KEY not in repr(config)
     warnings = [r.getMessage() for r in caplog.records if r.name == "dkron.agent"]
     assert warnings == [
         "--encrypt was given on the command line, which other local users can read while the "
@@ -163,21 +163,30 @@ def test_secret_flags_are_warned_about_and_never_echoed(
     assert KEY not in result.output
 
 
-def test_help_lists_every_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
+def test_every_secret_setting_is_redacted_and_scrubbed() -> None:
+    # core.security.redact sits below the config and keeps its own list (with the client
+    # commands' --token): it must cover every secret setting.
+    from core.security.redact import SECRET_ENVIRONMENT, SECRET_FLAGS
+
+    secrets = [spec for spec in SETTINGS if spec.secret]
+    assert {spec.name for spec in secrets} == SECRET_SETTINGS == {"encrypt", "mail_password"}
+    assert {spec.option for spec in secrets} <= SECRET_FLAGS
+    assert {spec.env for spec in secrets} <= SECRET_ENVIRONMENT
+
+
+def test_help_lists_every_setting_with_its_help(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(app, ["agent", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for text in (
-        "Start a dkron-py node. Settings: flag > DKRON_* env var > config file > default.",
-        "--mail-subject-prefix",
-        "Mail subject prefix ([Dkron]).",
-        "--auto-tls",
-        "--no-auto-tls",
-        "--tag",
-        "Node tag key=value (repeatable; replaces the file's tags).",
-        "--config",
-    ):
-        assert text in result.output
+    lines = result.output.splitlines()
+    assert "Start a dkron-py node. Settings: flag > DKRON_* env var > config file > default." in (
+        result.output
+    )
+    for spec in SETTINGS:
+        (line,) = [line for line in lines if line.strip("│ ").startswith(f"{spec.option} ")]
+        assert spec.help in line
+        assert (spec.metavar or "<bool>") in line
+    assert "--no-auto-tls" in result.output
+    assert "--config" in result.output
 
 
 # -- spellings and sections (core.config) -------------------------------------------------
