@@ -102,6 +102,7 @@ class AgentConfig:
         "Where the REST API listens (127.0.0.1:8080; :8080 for all).",
         metavar="ADDR",
     )
+    ui: bool = setting(True, boolean, "Enable the web UI on this node", metavar="BOOL")
     join: tuple[str, ...] = setting(
         (), strings, "Gossip address (host:port) of a node to join.", style="repeat"
     )
@@ -338,7 +339,6 @@ SECRET_SETTINGS = frozenset(spec.name for spec in SETTINGS if spec.secret)
 _SECTIONS = ("acl",)
 # Known Dkron settings this milestone ignores: not worth a warning each start.
 _KNOWN_UNSUPPORTED = {
-    "ui",
     "profile",
     "raft_multiplier",
     "serf_reconnect_timeout",

@@ -1,15 +1,18 @@
 """``dkronctl agent``'s flags, in-process: each flag reaches its setting, the sources and
-spellings Dkron accepts, and the secret-setting handling (the start itself is stubbed)."""
+spellings Dkron accepts, and the secret-setting handling (the start is stubbed but for one
+real agent)."""
 
 from __future__ import annotations
 
 import base64
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_process import Agent
 from typer.testing import CliRunner, Result
 
 import core.cli.agent as agent_module
@@ -273,3 +276,31 @@ def test_non_string_file_values_are_shown_as_json(tmp_path: Path) -> None:
     assert (
         str(caught.value) == f'invalid value \'["a", "b"]\' for region in {path}: expected a string'
     )
+
+
+# -- ui (Dkron's --ui; the UI itself comes with the web UI) -----------------------------
+
+
+def test_ui_is_on_unless_a_source_turns_it_off(tmp_path: Path) -> None:
+    nowhere = [tmp_path / "nowhere"]
+    assert load_config({}, env={}, search_dirs=nowhere).ui is True
+    assert load_config({}, env={"DKRON_UI": "false"}, search_dirs=nowhere).ui is False
+    path = tmp_path / "dkron.yml"
+    path.write_text("ui: false\n")
+    assert load_config({}, env={}, config_file=path).ui is False
+    assert load_config({"ui": "true"}, env={}, config_file=path).ui is True
+    with pytest.raises(ConfigError, match=r"^invalid value 'maybe' for --ui: expected true or"):
+        load_config({"ui": "maybe"}, env={}, config_file=path)
+
+
+def test_the_ui_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for args, expected in ((["--ui=false"], False), (["--ui", "true"], True), ([], True)):
+        result, config = invoke(monkeypatch, tmp_path, "--join", "h:1", *args)
+        assert result.exit_code == 0, result.output
+        assert config is not None and config.ui is expected
+
+
+def test_an_agent_starts_with_ui_off(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    agent.start("--ui=false")
+    assert agent.api("/v1/")["agent"]["name"]
