@@ -61,6 +61,7 @@ __all__ = [
     "LOG_LEVELS",
     "SECRET_SETTINGS",
     "SETTINGS",
+    "SETTINGS_BY_NAME",
     "AgentConfig",
     "ConfigError",
     "find_config_file",
@@ -332,7 +333,8 @@ class AgentConfig:
 
 
 SETTINGS = settings_of(AgentConfig)
-_NAMES = frozenset(spec.name for spec in SETTINGS)
+SETTINGS_BY_NAME = {spec.name: spec for spec in SETTINGS}
+_NAMES = frozenset(SETTINGS_BY_NAME)
 # Never shown in an error message, a log line or /debug/vars.
 SECRET_SETTINGS = frozenset(spec.name for spec in SETTINGS if spec.secret)
 # Settings a file may also give as a section (`acl: {enabled: true}` is acl_enabled).

@@ -181,12 +181,14 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 def test_unknown_file_keys_are_warned_about_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = write(tmp_path, "dkron.yml", "region: r\nstatsd-addr: 127.0.0.1:8125\nui: true\n")
+    path = write(
+        tmp_path, "dkron.yml", "region: r\nstatsd-addr: 127.0.0.1:8125\nraft-multiplier: 1\n"
+    )
     with caplog.at_level(logging.WARNING, logger="dkron.config"):
         config = load(tmp_path, config_file=path)
     assert config.region == "r"
     assert "statsd-addr" in caplog.text
-    assert "'ui'" not in caplog.text  # a known Dkron setting we simply do not need
+    assert "raft-multiplier" not in caplog.text  # a known Dkron setting we do not need
 
 
 def test_tag_flags_replace_the_files_tags(tmp_path: Path) -> None:
