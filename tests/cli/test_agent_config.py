@@ -67,6 +67,15 @@ def test_every_field_is_a_setting() -> None:
     assert {f.name for f in fields(AgentConfig)} - {"config_file"} == {s.name for s in SETTINGS}
 
 
+def test_every_notification_setting_reaches_the_notifier() -> None:
+    from core.notify import NotifyConfig
+
+    # to_server_config passes them by name: a NotifyConfig field that is no setting would
+    # silently keep its default (timeout is the notifier's own).
+    names = {s.name for s in SETTINGS}
+    assert {f.name for f in fields(NotifyConfig)} - {"timeout"} <= names
+
+
 def test_defaults_without_any_source(tmp_path: Path) -> None:
     config = load(tmp_path)
     assert config.server is False
