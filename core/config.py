@@ -1,25 +1,56 @@
-"""Agent configuration: Dkron's names, sources and precedence (flag > env > file > default).
+"""Agent configuration: every setting of ``dkronctl agent``, declared once.
 
-A setting called ``bootstrap-expect`` on the command line is ``DKRON_BOOTSTRAP_EXPECT``
-in the environment and ``bootstrap-expect`` (or ``bootstrap_expect``) in a config file.
-Every value goes through one parser per field whatever its source, so a bad value gets
-the same one-line error naming where it came from.
+Each field of :class:`AgentConfig` declared with :func:`~core.settings.setting` is one
+setting; its parser, ``--help`` line and flag style are written here and nowhere else.
+From the field's name ``core.settings`` derives the flag (``--bootstrap-expect``), the
+environment variable (``DKRON_BOOTSTRAP_EXPECT``) and the config-file key
+(``bootstrap-expect`` or ``bootstrap_expect``), and merges them as Dkron does: flag > env
+> file > default. ``core.cli.agent`` generates the command's typer options from the same
+fields. Adding a setting is one field here (plus a test); a notification setting is
+also a field of ``core.notify.NotifyConfig``, which is what the notifier reads. Why a
+table of our own and not pydantic-settings: see ``core.settings``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 import socket
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from core.notify.settings import parse_endpoint, parse_headers, parse_webhook_on
+from core.setting_types import (
+    address,
+    boolean,
+    cluster_key,
+    duration,
+    log_level,
+    non_empty,
+    non_negative,
+    optional_path,
+    optional_port,
+    parse_tags,
+    path,
+    port,
+    positive,
+    split_host_port,
+    strings,
+    stripped,
+    text,
+)
+from core.settings import (
+    CONFIG_SEARCH_DIRS,
+    LOG_LEVELS,
+    ConfigError,
+    Factory,
+    find_config_file,
+    read_config_file,
+    resolve,
+    setting,
+    settings_of,
+)
 
 if TYPE_CHECKING:
     from core.security.tls import TlsFiles
@@ -29,6 +60,8 @@ __all__ = [
     "CONFIG_SEARCH_DIRS",
     "LOG_LEVELS",
     "SECRET_SETTINGS",
+    "SETTINGS",
+    "SETTINGS_BY_NAME",
     "AgentConfig",
     "ConfigError",
     "find_config_file",
@@ -37,112 +70,205 @@ __all__ = [
     "read_config_file",
 ]
 
-log = logging.getLogger("dkron.config")
-
-CONFIG_SEARCH_DIRS = (Path("/etc/dkron"), Path.home() / ".dkron", Path("config"))
-_CONFIG_EXTENSIONS = ("yml", "yaml", "json", "toml")
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-    "panic": logging.CRITICAL,
-}
-_ENV_PREFIX = "DKRON_"
-
-
-class ConfigError(ValueError):
-    """A configuration source is unreadable or holds a bad value; the message is one line."""
-
 
 @dataclass(frozen=True)
 class AgentConfig:
-    server: bool = False
-    node_name: str = field(default_factory=socket.gethostname)
+    """The settings, in ``--help`` order; ``config_file`` is where they were read from."""
+
+    server: bool = setting(
+        False,
+        boolean,
+        "Run as a server (holds the jobs, schedules, serves the API).",
+        style="switch",
+    )
+    node_name: str = setting(
+        Factory(socket.gethostname), non_empty, "Name of this node (default: the hostname)."
+    )
     # Gossip listens here (UDP and TCP); gRPC and Raft listen on its host. Dkron binds
     # to the private IP; loopback keeps a first single node private.
-    bind_addr: str = "127.0.0.1:8946"
-    advertise_addr: str = ""
+    bind_addr: str = setting(
+        "127.0.0.1:8946",
+        address("bind-addr"),
+        "host:port; the host is where gRPC and Raft listen (127.0.0.1).",
+        metavar="ADDR",
+    )
+    advertise_addr: str = setting(
+        "", address("advertise-addr"), "Address advertised to other nodes.", metavar="ADDR"
+    )
     # Dkron listens on every interface (:8080). Without ACLs that lets any host create
     # and run jobs, so the API starts on loopback unless told where (e.g. :8080).
-    http_addr: str = "127.0.0.1:8080"
-    join: tuple[str, ...] = ()
-    retry_join: tuple[str, ...] = ()
-    retry_interval: float = 30.0  # seconds (Go duration in files, env and flags)
-    retry_max: int = 0
-    tags: Mapping[str, str] = field(default_factory=dict)
-    encrypt: str = ""
-    rpc_port: int = 6868
-    advertise_rpc_port: int = 0
-    bootstrap_expect: int = 0
-    data_dir: Path = Path("dkron.data")
-    datacenter: str = "dc1"
-    region: str = "global"
-    log_level: str = "info"
-    dev: bool = False  # Raft state in memory only
-    # Notifications (Dkron's flags; see core.notify):
-    pre_webhook_endpoint: str = ""
-    pre_webhook_payload: str = ""
-    pre_webhook_headers: tuple[str, ...] = ()
-    webhook_endpoint: str = ""
-    webhook_payload: str = ""
-    webhook_headers: tuple[str, ...] = ()
-    mail_host: str = ""
-    mail_port: int = 0
-    mail_username: str = ""
-    mail_password: str = field(default="", repr=False)
-    mail_from: str = ""
-    mail_payload: str = ""
-    mail_subject_prefix: str = "[Dkron]"
-    cronitor_endpoint: str = ""
+    http_addr: str = setting(
+        "127.0.0.1:8080",
+        address("http-addr"),
+        "Where the REST API listens (127.0.0.1:8080; :8080 for all).",
+        metavar="ADDR",
+    )
+    ui: bool = setting(True, boolean, "Enable the web UI on this node", metavar="BOOL")
+    join: tuple[str, ...] = setting(
+        (), strings, "Gossip address (host:port) of a node to join.", style="repeat"
+    )
+    retry_join: tuple[str, ...] = setting(
+        (), strings, "Gossip address to join, retried in the background.", style="repeat"
+    )
+    retry_interval: float = setting(  # seconds (Go duration in files, env and flags)
+        30.0, duration, "Time between join attempts (30s).", metavar="DURATION"
+    )
+    retry_max: int = setting(0, non_negative, "Join attempts, 0 = unlimited (0).", metavar="N")
+    tags: Mapping[str, str] = setting(
+        Factory(dict),
+        parse_tags,
+        "Node tag key=value (repeatable; replaces the file's tags).",
+        metavar="K=V",
+        style="repeat",
+        flag="--tag",
+        aliases=("tag",),
+    )
+    encrypt: str = setting(
+        "",
+        cluster_key,
+        "Cluster key (dkronctl keygen); better in DKRON_ENCRYPT or the config file.",
+        secret=True,
+    )
+    rpc_port: int = setting(6868, port, "gRPC port (6868).", metavar="PORT")
+    advertise_rpc_port: int = setting(0, port, "Advertised gRPC port (rpc-port).", metavar="PORT")
+    bootstrap_expect: int = setting(
+        0, non_negative, "Servers that form the cluster (1: a single node).", metavar="N"
+    )
+    data_dir: Path = setting(
+        Path("dkron.data"), path, "Where Raft keeps its data (dkron.data).", metavar="DIR"
+    )
+    datacenter: str = setting("dc1", non_empty, "Datacenter (dc1).")
+    region: str = setting("global", non_empty, "Region (global).")
+    log_level: str = setting("info", log_level, "debug|info|warn|error|fatal|panic (info).")
+    dev: bool = setting(  # Raft state in memory only
+        False,
+        boolean,
+        "Development mode: Raft state in memory only.",
+        style="switch",
+        aliases=("devmode",),
+    )
     # Dkron Pro's ACLs and TLS (open build here; see docs/security.md):
-    acl_enabled: bool = False  # `acl: {enabled: true}` in a file, as Dkron Pro
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    trusted_ca_file: Path | None = None
-    client_cert_auth: bool = False
-    client_crl_file: Path | None = None
-    disable_http_tls: bool = False
-    auto_tls: bool = True  # accepted for Pro's files; node calls are signed with the key
+    acl_enabled: bool = setting(  # `acl: {enabled: true}` in a file, as Dkron Pro
+        False,
+        boolean,
+        "Require ACL tokens on the API and RPC (Dkron Pro's acl.enabled).",
+        style="switch",
+    )
+    cert_file: Path | None = setting(
+        None, optional_path, "TLS certificate (API and RPC).", metavar="FILE"
+    )
+    key_file: Path | None = setting(
+        None, optional_path, "TLS private key of --cert-file.", metavar="FILE"
+    )
+    trusted_ca_file: Path | None = setting(
+        None, optional_path, "CA that signs peers and clients.", metavar="FILE"
+    )
+    client_cert_auth: bool = setting(
+        False,
+        boolean,
+        "Require client certificates from --trusted-ca-file (API and RPC).",
+        style="switch",
+    )
+    client_crl_file: Path | None = setting(
+        None, optional_path, "Revoked client certificates.", metavar="FILE"
+    )
+    disable_http_tls: bool = setting(
+        False, boolean, "Serve the API over plain HTTP even with certificates.", style="switch"
+    )
+    auto_tls: bool = setting(  # accepted for Pro's files; node calls are signed with the key
+        True,
+        boolean,
+        "Accepted for Dkron Pro; node calls are authenticated with the cluster key.",
+        style="toggle",
+        flag="--auto-tls/--no-auto-tls",
+    )
     # Ours, not Dkron's:
-    insecure: bool = False  # listen beyond loopback without a cluster key
-    strict_job_fields: bool = False  # 400 for unknown job keys (else a Warning header)
-    plugin_dir: Path = Path("plugins.d")
-    raft_port: int | None = None  # None: rpc_port + 1
-    max_history: int = 100
-    output_limit: int = 256_000
-    webhook_on: str = "always"  # always | failure | success (Dkron #712, #288)
+    insecure: bool = setting(  # listen beyond loopback without a cluster key
+        False,
+        boolean,
+        "Allow listening beyond loopback without a cluster key (unauthenticated).",
+        style="switch",
+    )
+    strict_job_fields: bool = setting(  # 400 for unknown job keys (else a Warning header)
+        False,
+        boolean,
+        "Refuse job bodies with unknown keys (400) instead of warning about them.",
+        style="switch",
+    )
+    plugin_dir: Path = setting(
+        Path("plugins.d"), path, "First directory searched for plugins.", metavar="DIR"
+    )
+    raft_port: int | None = setting(  # None: rpc_port + 1
+        None, optional_port, "Raft port (rpc-port + 1).", metavar="PORT"
+    )
+    max_history: int = setting(100, positive, "Executions kept per job (100).", metavar="N")
+    output_limit: int = setting(
+        256_000, positive, "Output bytes kept per execution.", metavar="BYTES"
+    )
     # Dkron waits for running executions without limit; a bound keeps one hung job
     # from blocking a restart forever. A second signal skips the wait.
-    drain_timeout: float = 30.0
-    config_file: Path | None = None  # the file the values were read from, if any
+    drain_timeout: float = setting(
+        30.0,
+        duration,
+        "On SIGTERM, wait this long for running executions (30s).",
+        metavar="DURATION",
+    )
+    # Notifications (Dkron's flags; see core.notify):
+    pre_webhook_endpoint: str = setting(
+        "", parse_endpoint, "URL POSTed when an execution starts.", metavar="URL"
+    )
+    pre_webhook_payload: str = setting(
+        "", text, "Template of the pre-webhook body.", metavar="TEMPLATE"
+    )
+    pre_webhook_headers: tuple[str, ...] = setting(
+        (), parse_headers, "Pre-webhook header (repeatable).", metavar="'K: V'", style="repeat"
+    )
+    webhook_endpoint: str = setting(
+        "", parse_endpoint, "URL POSTed when an execution finishes.", metavar="URL"
+    )
+    webhook_payload: str = setting("", text, "Template of the webhook body.", metavar="TEMPLATE")
+    webhook_headers: tuple[str, ...] = setting(
+        (), parse_headers, "Webhook header (repeatable).", metavar="'K: V'", style="repeat"
+    )
+    webhook_on: str = setting(  # always | failure | success (Dkron #712, #288): ours
+        "always", parse_webhook_on, "Send the webhook on: always|failure|success (always)."
+    )
+    mail_host: str = setting("", stripped, "SMTP server for execution reports.", metavar="HOST")
+    mail_port: int = setting(0, port, "SMTP port.", metavar="PORT")
+    mail_username: str = setting("", text, "SMTP user (AUTH needs a password too).")
+    mail_password: str = setting(
+        "", text, "SMTP password (better: DKRON_MAIL_PASSWORD).", secret=True
+    )
+    mail_from: str = setting("", text, "Sender of execution reports.", metavar="ADDRESS")
+    mail_payload: str = setting(
+        "", text, "Template of the mail body (default: output).", metavar="TEMPLATE"
+    )
+    mail_subject_prefix: str = setting("[Dkron]", text, "Mail subject prefix ([Dkron]).")
+    cronitor_endpoint: str = setting("", parse_endpoint, "Cronitor telemetry URL.", metavar="URL")
+    config_file: Path | None = field(default=None)  # the file the values were read from, if any
 
     @property
     def bind_host(self) -> str:
-        return _split_host_port(self.bind_addr, "bind-addr")[0] or "0.0.0.0"
+        return split_host_port(self.bind_addr, "bind-addr")[0] or "0.0.0.0"
 
     @property
     def gossip_port(self) -> int:
-        port = _split_host_port(self.bind_addr, "bind-addr")[1]
+        port = split_host_port(self.bind_addr, "bind-addr")[1]
         return 8946 if port is None else port
 
     @property
     def advertise_host(self) -> str:
         return (
-            _split_host_port(self.advertise_addr, "advertise-addr")[0]
-            if self.advertise_addr
-            else ""
+            split_host_port(self.advertise_addr, "advertise-addr")[0] if self.advertise_addr else ""
         )
 
     @property
     def http_host(self) -> str:
-        return _split_host_port(self.http_addr, "http-addr")[0]
+        return split_host_port(self.http_addr, "http-addr")[0]
 
     @property
     def http_port(self) -> int:
-        return _split_host_port(self.http_addr, "http-addr")[1] or 8080
+        return split_host_port(self.http_addr, "http-addr")[1] or 8080
 
     @property
     def effective_raft_port(self) -> int:
@@ -199,272 +325,22 @@ class AgentConfig:
             max_history=self.max_history,
             output_limit=self.output_limit,
             plugins=RuntimeSettings(plugin_dir=self.plugin_dir, output_limit=self.output_limit),
+            # Every notification setting, by name (NotifyConfig's own fields are its API).
             notify=NotifyConfig(
-                pre_webhook_endpoint=self.pre_webhook_endpoint,
-                pre_webhook_payload=self.pre_webhook_payload,
-                pre_webhook_headers=self.pre_webhook_headers,
-                webhook_endpoint=self.webhook_endpoint,
-                webhook_payload=self.webhook_payload,
-                webhook_headers=self.webhook_headers,
-                webhook_on=self.webhook_on,
-                mail_host=self.mail_host,
-                mail_port=self.mail_port,
-                mail_username=self.mail_username,
-                mail_password=self.mail_password,
-                mail_from=self.mail_from,
-                mail_payload=self.mail_payload,
-                mail_subject_prefix=self.mail_subject_prefix,
-                cronitor_endpoint=self.cronitor_endpoint,
+                **{f.name: getattr(self, f.name) for f in fields(NotifyConfig) if f.name in _NAMES}
             ),
         )
 
 
-# -- value parsers: (raw value, setting name) -> typed value, raising ValueError(reason) ----
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "t", "true", "yes", "on"):
-        return True
-    if text in ("0", "f", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ValueError("expected an integer")
-    return int(text)
-
-
-def _non_negative(value: object) -> int:
-    number = _int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _positive(value: object) -> int:
-    number = _int(value)
-    if number <= 0:
-        raise ValueError("must be greater than 0")
-    return number
-
-
-def _port(value: object) -> int:
-    number = _int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError("expected a port number (0-65535)")
-    return number
-
-
-def _optional_port(value: object) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    number = _port(value)
-    if number == 0:
-        raise ValueError("expected a port number (1-65535); Raft needs a fixed port")
-    return number
-
-
-def _str(value: object) -> str:
-    if isinstance(value, dict | list):
-        raise ValueError("expected a string")
-    return "" if value is None else str(value)
-
-
-def _node_name(value: object) -> str:
-    text = _str(value).strip()
-    if not text:
-        raise ValueError("must not be empty")
-    return text
-
-
-def _path(value: object) -> Path:
-    text = _str(value)
-    if not text:
-        raise ValueError("must not be empty")
-    return Path(text).expanduser()
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, list | tuple):
-        return tuple(_str(item) for item in value)
-    # Env vars and single file values: Viper splits string slices on whitespace.
-    return tuple(part for part in re.split(r"[\s,]+", _str(value)) if part)
-
-
-def _duration(value: object) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif re.fullmatch(r"\s*[0-9]+(\.[0-9]*)?\s*", str(value)):
-        # Viper would read a bare number as nanoseconds; seconds is what people mean.
-        seconds = float(str(value))
-    else:
-        from plugin_sdk.goformats import parse_go_duration
-
-        try:
-            seconds = parse_go_duration(str(value).strip()) / 1e9
-        except ValueError:
-            raise ValueError("expected a duration such as 30s or 1m30s") from None
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
-
-
-def _log_level(value: object) -> str:
-    text = _str(value).strip().lower()
-    if text not in LOG_LEVELS:
-        raise ValueError("expected one of debug, info, warn, error, fatal, panic")
-    return "warn" if text == "warning" else text
-
-
-def _address(name: str) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        text = _str(value).strip()
-        if "{{" in text:
-            raise ValueError("go-sockaddr templates are not supported; give an IP address")
-        if text:
-            _split_host_port(text, name)
-        return text
-
-    return parse
-
-
-def _encrypt(value: object) -> str:
-    from core.security.keys import parse_cluster_key
-
-    text = _str(value).strip()
-    if text:
-        parse_cluster_key(text)  # InvalidKey is a ValueError with the reason
-    return text
-
-
-def _optional_path(value: object) -> Path | None:
-    text = _str(value).strip()
-    return Path(text).expanduser() if text else None
-
-
-def parse_tags(value: object) -> dict[str, str]:
-    """``k=v`` items (list, or one string of them) or a mapping; bad items: ``invalid tag``."""
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        tags: dict[str, str] = {}
-        for key, item in value.items():
-            if isinstance(item, dict | list):
-                raise ValueError(f"tag {key!r} must be a string")
-            tags[str(key)] = _bool_text(item)
-        return tags
-    items = value if isinstance(value, list | tuple) else re.split(r"[\s,]+", _str(value).strip())
-    tags = {}
-    for item in items:
-        text = _str(item)
-        if not text:
-            continue
-        key, sep, tag_value = text.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"invalid tag: '{text}'")
-        tags[key] = tag_value
-    return tags
-
-
-def _bool_text(value: object) -> str:
-    # YAML reads `server: true` as a bool; Go's map[string]string would hold "true".
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def _split_host_port(text: str, name: str) -> tuple[str, int | None]:
-    if text.startswith("["):  # [::1]:8080
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    elif ":" in text:  # bare IPv6
-        return text, None
-    else:
-        host, port_text = text, ""
-    if not port_text:
-        return host, None
-    try:
-        return host, _port(port_text)
-    except ValueError:
-        raise ConfigError(f"invalid value for {name}: {text!r} has a bad port") from None
-
-
-_PARSERS: dict[str, Callable[[object], Any]] = {
-    "server": _bool,
-    "node_name": _node_name,
-    "bind_addr": _address("bind-addr"),
-    "advertise_addr": _address("advertise-addr"),
-    "http_addr": _address("http-addr"),
-    "join": _strings,
-    "retry_join": _strings,
-    "retry_interval": _duration,
-    "retry_max": _non_negative,
-    "tags": parse_tags,
-    "encrypt": _encrypt,
-    "rpc_port": _port,
-    "advertise_rpc_port": _port,
-    "bootstrap_expect": _non_negative,
-    "data_dir": _path,
-    "datacenter": _node_name,
-    "region": _node_name,
-    "log_level": _log_level,
-    "dev": _bool,
-    "acl_enabled": _bool,
-    "cert_file": _optional_path,
-    "key_file": _optional_path,
-    "trusted_ca_file": _optional_path,
-    "client_cert_auth": _bool,
-    "client_crl_file": _optional_path,
-    "disable_http_tls": _bool,
-    "auto_tls": _bool,
-    "insecure": _bool,
-    "strict_job_fields": _bool,
-    "plugin_dir": _path,
-    "raft_port": _optional_port,
-    "max_history": _positive,
-    "output_limit": _positive,
-    "drain_timeout": _duration,
-    "pre_webhook_endpoint": parse_endpoint,
-    "pre_webhook_payload": _str,
-    "pre_webhook_headers": parse_headers,
-    "webhook_endpoint": parse_endpoint,
-    "webhook_payload": _str,
-    "webhook_headers": parse_headers,
-    "webhook_on": parse_webhook_on,
-    "mail_host": lambda value: _str(value).strip(),
-    "mail_port": _port,
-    "mail_username": _str,
-    "mail_password": _str,
-    "mail_from": _str,
-    "mail_payload": _str,
-    "mail_subject_prefix": _str,
-    "cronitor_endpoint": parse_endpoint,
-}
-# Other spellings Dkron users have in their files and environments.
-_ALIASES = {"tag": "tags", "devmode": "dev"}
+SETTINGS = settings_of(AgentConfig)
+SETTINGS_BY_NAME = {spec.name: spec for spec in SETTINGS}
+_NAMES = frozenset(SETTINGS_BY_NAME)
+# Never shown in an error message, a log line or /debug/vars.
+SECRET_SETTINGS = frozenset(spec.name for spec in SETTINGS if spec.secret)
 # Settings a file may also give as a section (`acl: {enabled: true}` is acl_enabled).
 _SECTIONS = ("acl",)
-# Never shown in an error message, a log line or /debug/vars.
-SECRET_SETTINGS = frozenset({"encrypt", "mail_password"})
 # Known Dkron settings this milestone ignores: not worth a warning each start.
 _KNOWN_UNSUPPORTED = {
-    "ui",
     "profile",
     "raft_multiplier",
     "serf_reconnect_timeout",
@@ -472,82 +348,6 @@ _KNOWN_UNSUPPORTED = {
     "bootstrap",
     "reconcile_interval",
 }
-
-
-def _key(name: str) -> str:
-    key = name.strip().lower().replace("-", "_")
-    return _ALIASES.get(key, key)
-
-
-def _flag_name(key: str) -> str:
-    return key.replace("_", "-")
-
-
-# -- config files ------------------------------------------------------------------------
-
-
-def find_config_file(search_dirs: Sequence[Path] = CONFIG_SEARCH_DIRS) -> Path | None:
-    """The first ``dkron.{yml,yaml,json,toml}`` in the search directories, as Viper looks."""
-    for directory in search_dirs:
-        for extension in _CONFIG_EXTENSIONS:
-            candidate = Path(directory) / f"dkron.{extension}"
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def read_config_file(path: Path) -> dict[str, object]:
-    """Parse a YAML, JSON or TOML file into a mapping; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path}: cannot read: {exc}") from None
-    suffix = path.suffix.lower()
-    data: object
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"config file {path} line {exc.lineno} column {exc.colno}: {exc.msg}"
-            ) from None
-    elif suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            # tomllib puts "(at line L, column C)" in the message itself.
-            raise ConfigError(f"config file {path}: {exc}") from None
-    else:
-        import yaml  # only agents with a YAML file pay for it
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"config file {path}{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of settings")
-    return {str(k): v for k, v in data.items()}
-
-
-# -- loading -----------------------------------------------------------------------------
-
-
-def _flatten_sections(values: Mapping[str, object]) -> list[tuple[str, object]]:
-    flat: list[tuple[str, object]] = []
-    for raw_key, value in values.items():
-        section = _key(raw_key)
-        if section in _SECTIONS and isinstance(value, Mapping):
-            flat.extend((f"{section}_{_key(str(k))}", v) for k, v in value.items())
-        else:
-            flat.append((raw_key, value))
-    return flat
 
 
 def load_config(
@@ -561,50 +361,16 @@ def load_config(
 
     ``flags`` is keyed by field name (``bootstrap_expect``). Raises :class:`ConfigError`.
     """
-    env = os.environ if env is None else env
     path = config_file if config_file is not None else find_config_file(search_dirs)
-    file_values: dict[str, object] = {}
-    if path is not None:
-        for raw_key, value in _flatten_sections(read_config_file(path)):
-            key = _key(raw_key)
-            if key in _PARSERS:
-                file_values[key] = value
-            elif key not in _KNOWN_UNSUPPORTED:
-                log.warning("config file %s: ignoring unknown or unsupported %r", path, raw_key)
-    else:
-        log.info("no config file found in %s", ", ".join(str(d) for d in search_dirs))
-
-    env_values: dict[str, tuple[str, str]] = {}
-    for name, value in env.items():
-        if not name.startswith(_ENV_PREFIX):
-            continue
-        key = _key(name[len(_ENV_PREFIX) :])
-        if key in _PARSERS:
-            env_values[key] = (name, value)
-
-    values: dict[str, Any] = {}
-    for key, parse in _PARSERS.items():
-        flag = flags.get(key)
-        if flag is not None:
-            raw, source = flag, f"--{_flag_name(key)}"
-        elif key in env_values:
-            source, raw = env_values[key]
-        elif key in file_values:
-            raw, source = file_values[key], f"{_flag_name(key)} in {path}"
-        else:
-            continue
-        try:
-            values[key] = parse(raw)
-        except ConfigError:
-            raise
-        except ValueError as exc:
-            if key in SECRET_SETTINGS:
-                raise ConfigError(f"invalid value for {source}: {exc}") from None
-            shown = raw if isinstance(raw, str) else json.dumps(raw, default=str)
-            raise ConfigError(f"invalid value {shown!r} for {source}: {exc}") from None
-    unknown = set(flags) - set(_PARSERS)
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    values = resolve(
+        SETTINGS,
+        flags,
+        env=os.environ if env is None else env,
+        path=path,
+        search_dirs=search_dirs,
+        sections=_SECTIONS,
+        ignored=_KNOWN_UNSUPPORTED,
+    )
     config = AgentConfig(**values, config_file=path)
     if config.raft_port is None and not 0 < config.rpc_port < 65535:
         raise ConfigError("--rpc-port 0 needs an explicit --raft-port (Raft needs a fixed port)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import inspect
 import ipaddress
 import logging
 import os
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from core.config import SECRET_SETTINGS, AgentConfig, ConfigError, load_config
+from core.config import SETTINGS, AgentConfig, ConfigError, load_config
 from core.security.redact import hide_secret_flags, scrub_secret_environment
+from core.settings import FlagStyle, Setting
 
 if TYPE_CHECKING:
     from core.server.service import DkronServer
@@ -37,271 +39,17 @@ class AgentStartError(Exception):
     """The node could not start; the message is the one line shown to the operator."""
 
 
-def _str_option(flag: str, help_text: str, metavar: str = "TEXT") -> Any:
-    return typer.Option(flag, help=help_text, metavar=metavar, show_default=False)
-
-
-def agent(
-    server: Annotated[
-        bool | None,
-        typer.Option(
-            "--server", help="Run as a server (holds the jobs, schedules, serves the API)."
-        ),
-    ] = None,
-    node_name: Annotated[
-        str | None, _str_option("--node-name", "Name of this node (default: the hostname).")
-    ] = None,
-    bind_addr: Annotated[
-        str | None,
-        _str_option(
-            "--bind-addr", "host:port; the host is where gRPC and Raft listen (127.0.0.1).", "ADDR"
-        ),
-    ] = None,
-    advertise_addr: Annotated[
-        str | None, _str_option("--advertise-addr", "Address advertised to other nodes.", "ADDR")
-    ] = None,
-    http_addr: Annotated[
-        str | None,
-        _str_option(
-            "--http-addr", "Where the REST API listens (127.0.0.1:8080; :8080 for all).", "ADDR"
-        ),
-    ] = None,
-    join: Annotated[
-        list[str] | None, _str_option("--join", "Gossip address (host:port) of a node to join.")
-    ] = None,
-    retry_join: Annotated[
-        list[str] | None,
-        _str_option("--retry-join", "Gossip address to join, retried in the background."),
-    ] = None,
-    retry_interval: Annotated[
-        str | None, _str_option("--retry-interval", "Time between join attempts (30s).", "DURATION")
-    ] = None,
-    retry_max: Annotated[
-        str | None, _str_option("--retry-max", "Join attempts, 0 = unlimited (0).", "N")
-    ] = None,
-    tag: Annotated[
-        list[str] | None,
-        _str_option("--tag", "Node tag key=value (repeatable; replaces the file's tags).", "K=V"),
-    ] = None,
-    encrypt: Annotated[
-        str | None,
-        _str_option(
-            "--encrypt",
-            "Cluster key (dkronctl keygen); better in DKRON_ENCRYPT or the config file.",
-        ),
-    ] = None,
-    rpc_port: Annotated[str | None, _str_option("--rpc-port", "gRPC port (6868).", "PORT")] = None,
-    advertise_rpc_port: Annotated[
-        str | None, _str_option("--advertise-rpc-port", "Advertised gRPC port (rpc-port).", "PORT")
-    ] = None,
-    bootstrap_expect: Annotated[
-        str | None,
-        _str_option("--bootstrap-expect", "Servers that form the cluster (1: a single node).", "N"),
-    ] = None,
-    data_dir: Annotated[
-        str | None, _str_option("--data-dir", "Where Raft keeps its data (dkron.data).", "DIR")
-    ] = None,
-    datacenter: Annotated[str | None, _str_option("--datacenter", "Datacenter (dc1).")] = None,
-    region: Annotated[str | None, _str_option("--region", "Region (global).")] = None,
-    log_level: Annotated[
-        str | None, _str_option("--log-level", "debug|info|warn|error|fatal|panic (info).")
-    ] = None,
-    dev: Annotated[
-        bool | None, typer.Option("--dev", help="Development mode: Raft state in memory only.")
-    ] = None,
-    acl_enabled: Annotated[
-        bool | None,
-        typer.Option(
-            "--acl-enabled",
-            help="Require ACL tokens on the API and RPC (Dkron Pro's acl.enabled).",
-            show_default=False,
-        ),
-    ] = None,
-    cert_file: Annotated[
-        str | None, _str_option("--cert-file", "TLS certificate (API and RPC).", "FILE")
-    ] = None,
-    key_file: Annotated[
-        str | None, _str_option("--key-file", "TLS private key of --cert-file.", "FILE")
-    ] = None,
-    trusted_ca_file: Annotated[
-        str | None, _str_option("--trusted-ca-file", "CA that signs peers and clients.", "FILE")
-    ] = None,
-    client_cert_auth: Annotated[
-        bool | None,
-        typer.Option(
-            "--client-cert-auth",
-            help="Require client certificates from --trusted-ca-file (API and RPC).",
-            show_default=False,
-        ),
-    ] = None,
-    client_crl_file: Annotated[
-        str | None, _str_option("--client-crl-file", "Revoked client certificates.", "FILE")
-    ] = None,
-    disable_http_tls: Annotated[
-        bool | None,
-        typer.Option(
-            "--disable-http-tls", help="Serve the API over plain HTTP even with certificates."
-        ),
-    ] = None,
-    auto_tls: Annotated[
-        bool | None,
-        typer.Option(
-            "--auto-tls/--no-auto-tls",
-            help="Accepted for Dkron Pro; node calls are authenticated with the cluster key.",
-            show_default=False,
-        ),
-    ] = None,
-    insecure: Annotated[
-        bool | None,
-        typer.Option(
-            "--insecure",
-            help="Allow listening beyond loopback without a cluster key (unauthenticated).",
-            show_default=False,
-        ),
-    ] = None,
-    strict_job_fields: Annotated[
-        bool | None,
-        typer.Option(
-            "--strict-job-fields",
-            help="Refuse job bodies with unknown keys (400) instead of warning about them.",
-            show_default=False,
-        ),
-    ] = None,
-    plugin_dir: Annotated[
-        str | None, _str_option("--plugin-dir", "First directory searched for plugins.", "DIR")
-    ] = None,
-    raft_port: Annotated[
-        str | None, _str_option("--raft-port", "Raft port (rpc-port + 1).", "PORT")
-    ] = None,
-    max_history: Annotated[
-        str | None, _str_option("--max-history", "Executions kept per job (100).", "N")
-    ] = None,
-    output_limit: Annotated[
-        str | None, _str_option("--output-limit", "Output bytes kept per execution.", "BYTES")
-    ] = None,
-    drain_timeout: Annotated[
-        str | None,
-        _str_option(
-            "--drain-timeout",
-            "On SIGTERM, wait this long for running executions (30s).",
-            "DURATION",
-        ),
-    ] = None,
-    pre_webhook_endpoint: Annotated[
-        str | None,
-        _str_option("--pre-webhook-endpoint", "URL POSTed when an execution starts.", "URL"),
-    ] = None,
-    pre_webhook_payload: Annotated[
-        str | None,
-        _str_option("--pre-webhook-payload", "Template of the pre-webhook body.", "TEMPLATE"),
-    ] = None,
-    pre_webhook_headers: Annotated[
-        list[str] | None,
-        _str_option("--pre-webhook-headers", "Pre-webhook header (repeatable).", "'K: V'"),
-    ] = None,
-    webhook_endpoint: Annotated[
-        str | None,
-        _str_option("--webhook-endpoint", "URL POSTed when an execution finishes.", "URL"),
-    ] = None,
-    webhook_payload: Annotated[
-        str | None, _str_option("--webhook-payload", "Template of the webhook body.", "TEMPLATE")
-    ] = None,
-    webhook_headers: Annotated[
-        list[str] | None,
-        _str_option("--webhook-headers", "Webhook header (repeatable).", "'K: V'"),
-    ] = None,
-    webhook_on: Annotated[
-        str | None,
-        _str_option("--webhook-on", "Send the webhook on: always|failure|success (always)."),
-    ] = None,
-    mail_host: Annotated[
-        str | None, _str_option("--mail-host", "SMTP server for execution reports.", "HOST")
-    ] = None,
-    mail_port: Annotated[str | None, _str_option("--mail-port", "SMTP port.", "PORT")] = None,
-    mail_username: Annotated[
-        str | None, _str_option("--mail-username", "SMTP user (AUTH needs a password too).")
-    ] = None,
-    mail_password: Annotated[
-        str | None, _str_option("--mail-password", "SMTP password (better: DKRON_MAIL_PASSWORD).")
-    ] = None,
-    mail_from: Annotated[
-        str | None, _str_option("--mail-from", "Sender of execution reports.", "ADDRESS")
-    ] = None,
-    mail_payload: Annotated[
-        str | None,
-        _str_option("--mail-payload", "Template of the mail body (default: output).", "TEMPLATE"),
-    ] = None,
-    mail_subject_prefix: Annotated[
-        str | None, _str_option("--mail-subject-prefix", "Mail subject prefix ([Dkron]).")
-    ] = None,
-    cronitor_endpoint: Annotated[
-        str | None, _str_option("--cronitor-endpoint", "Cronitor telemetry URL.", "URL")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="Config file (YAML, JSON or TOML). Default: dkron.{yml,yaml,json,toml} in "
-            "/etc/dkron, $HOME/.dkron or ./config.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
+def agent(**options: Any) -> None:
     """Start a dkron-py node. Settings: flag > DKRON_* env var > config file > default."""
-    flags: dict[str, object | None] = {
-        "server": server,
-        "node_name": node_name,
-        "bind_addr": bind_addr,
-        "advertise_addr": advertise_addr,
-        "http_addr": http_addr,
-        "join": join or None,
-        "retry_join": retry_join or None,
-        "retry_interval": retry_interval,
-        "retry_max": retry_max,
-        "tags": tag or None,
-        "encrypt": encrypt,
-        "rpc_port": rpc_port,
-        "advertise_rpc_port": advertise_rpc_port,
-        "bootstrap_expect": bootstrap_expect,
-        "data_dir": data_dir,
-        "datacenter": datacenter,
-        "region": region,
-        "log_level": log_level,
-        "dev": dev,
-        "acl_enabled": acl_enabled,
-        "cert_file": cert_file,
-        "key_file": key_file,
-        "trusted_ca_file": trusted_ca_file,
-        "client_cert_auth": client_cert_auth,
-        "client_crl_file": client_crl_file,
-        "disable_http_tls": disable_http_tls,
-        "auto_tls": auto_tls,
-        "insecure": insecure,
-        "strict_job_fields": strict_job_fields,
-        "plugin_dir": plugin_dir,
-        "raft_port": raft_port,
-        "max_history": max_history,
-        "output_limit": output_limit,
-        "drain_timeout": drain_timeout,
-        "pre_webhook_endpoint": pre_webhook_endpoint,
-        "pre_webhook_payload": pre_webhook_payload,
-        "pre_webhook_headers": pre_webhook_headers or None,
-        "webhook_endpoint": webhook_endpoint,
-        "webhook_payload": webhook_payload,
-        "webhook_headers": webhook_headers or None,
-        "webhook_on": webhook_on,
-        "mail_host": mail_host,
-        "mail_port": mail_port,
-        "mail_username": mail_username,
-        "mail_password": mail_password,
-        "mail_from": mail_from,
-        "mail_payload": mail_payload,
-        "mail_subject_prefix": mail_subject_prefix,
-        "cronitor_endpoint": cronitor_endpoint,
+    config: Path | None = options.pop("config")
+    # A repeatable flag not given is an empty list: not given, as a switch's None.
+    flags = {
+        name: None if isinstance(value, list | tuple) and not value else value
+        for name, value in options.items()
     }
     # Secrets on the command line are visible to every local user: hide them from ps at
     # once, and say where they belong.
-    secret_flags = [name for name in SECRET_SETTINGS if flags.get(name) is not None]
+    secret_flags = [spec for spec in SETTINGS if spec.secret and flags.get(spec.name) is not None]
     hide_secret_flags(sys.argv)
     try:
         settings = load_config(flags, config_file=config)
@@ -311,18 +59,62 @@ def agent(
         _fail(str(exc), 2)
     _configure_logging(settings)
     scrub_secret_environment()  # read: plugins and jobs inherit the rest of it
-    for name in sorted(secret_flags):
+    for spec in sorted(secret_flags, key=lambda spec: spec.name):
         log.warning(
-            "--%s was given on the command line, which other local users can read while "
-            "the process starts: set DKRON_%s or put it in the config file instead",
-            name.replace("_", "-"),
-            name.upper(),
+            "%s was given on the command line, which other local users can read while "
+            "the process starts: set %s or put it in the config file instead",
+            spec.option,
+            spec.env,
         )
     try:
         code = asyncio.run(run_agent(settings))
     except AgentStartError as exc:
         _fail(str(exc), 1)
     raise typer.Exit(code)
+
+
+_FLAG_TYPES: dict[FlagStyle, Any] = {
+    "value": str | None,  # parsed by the setting, so every source gives the same errors
+    "repeat": list[str] | None,
+    "switch": bool | None,
+    "toggle": bool | None,
+}
+
+
+def _option(spec: Setting) -> inspect.Parameter:
+    option = typer.Option(
+        spec.declaration, help=spec.help, metavar=spec.metavar, show_default=False
+    )
+    return inspect.Parameter(
+        spec.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[_FLAG_TYPES[spec.style], option],
+    )
+
+
+# typer reads the options from the signature: one per setting of core.config, in its
+# order, then --config.
+agent.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        *(_option(spec) for spec in SETTINGS),
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Path | None,
+                typer.Option(
+                    "--config",
+                    help="Config file (YAML, JSON or TOML). Default: dkron.{yml,yaml,json,toml} "
+                    "in /etc/dkron, $HOME/.dkron or ./config.",
+                    show_default=False,
+                ),
+            ],
+        ),
+    ],
+    return_annotation=None,
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:

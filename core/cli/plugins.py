@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.config import SETTINGS_BY_NAME
 from core.plugins.discovery import DEFAULT_PLUGIN_DIR, default_search_path, discover
 
 if TYPE_CHECKING:
@@ -21,11 +22,10 @@ __all__ = ["app"]
 
 app = typer.Typer(help="Inspect and run executor/processor plugins.", no_args_is_help=True)
 
+# The agent's setting, read from its flag or variable (not the agent's config file).
+_PLUGIN_DIR = SETTINGS_BY_NAME["plugin_dir"]
 PluginDir = Annotated[
-    Path,
-    typer.Option(
-        "--plugin-dir", envvar="DKRON_PLUGIN_DIR", help="First directory searched for plugins."
-    ),
+    Path, typer.Option(_PLUGIN_DIR.option, envvar=_PLUGIN_DIR.env, help=_PLUGIN_DIR.help)
 ]
 
 

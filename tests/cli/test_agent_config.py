@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.cli.agent import check_cluster_settings
-from core.config import _PARSERS, AgentConfig, ConfigError, find_config_file, load_config
+from core.config import SETTINGS, AgentConfig, ConfigError, find_config_file, load_config
 
 YAML = """\
 server: true
@@ -63,8 +63,17 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_every_field_has_a_parser() -> None:
-    assert {f.name for f in fields(AgentConfig)} - {"config_file"} == set(_PARSERS)
+def test_every_field_is_a_setting() -> None:
+    assert {f.name for f in fields(AgentConfig)} - {"config_file"} == {s.name for s in SETTINGS}
+
+
+def test_every_notification_setting_reaches_the_notifier() -> None:
+    from core.notify import NotifyConfig
+
+    # to_server_config passes them by name: a NotifyConfig field that is no setting would
+    # silently keep its default (timeout is the notifier's own).
+    names = {s.name for s in SETTINGS}
+    assert {f.name for f in fields(NotifyConfig)} - {"timeout"} <= names
 
 
 def test_defaults_without_any_source(tmp_path: Path) -> None:
@@ -181,12 +190,14 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 def test_unknown_file_keys_are_warned_about_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = write(tmp_path, "dkron.yml", "region: r\nstatsd-addr: 127.0.0.1:8125\nui: true\n")
+    path = write(
+        tmp_path, "dkron.yml", "region: r\nstatsd-addr: 127.0.0.1:8125\nraft-multiplier: 1\n"
+    )
     with caplog.at_level(logging.WARNING, logger="dkron.config"):
         config = load(tmp_path, config_file=path)
     assert config.region == "r"
     assert "statsd-addr" in caplog.text
-    assert "'ui'" not in caplog.text  # a known Dkron setting we simply do not need
+    assert "raft-multiplier" not in caplog.text  # a known Dkron setting we do not need
 
 
 def test_tag_flags_replace_the_files_tags(tmp_path: Path) -> None:
