@@ -59,7 +59,7 @@ from plugin_sdk import (
     StatusHelper,
     serve,
 )
-from plugin_sdk.goformats import (
+from plugin_sdk.gocompat import (
     format_go_duration,
     parse_go_bool,
     parse_go_duration,

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from plugin_sdk.processor import ProcessorFunction, ProcessorPlugin, serve_processor
 
 # The serving side imports grpc (~60 ms). It loads on first use, so importing the
-# light parts (models, hookspecs, goformats) stays cheap for the host's CLI.
+# light parts (models, hookspecs, gocompat) stays cheap for the host's CLI.
 _LAZY = {
     "ExecutorFunction": "plugin_sdk.executor",
     "serve": "plugin_sdk.executor",
