@@ -65,7 +65,7 @@ from plugin_sdk.gocompat import (
     parse_go_duration,
     parse_mem_limit,
 )
-from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
+from plugin_sdk.protocol import DKRON_HANDSHAKE
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
