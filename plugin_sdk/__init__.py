@@ -13,6 +13,10 @@ An executor in a dozen lines::
 
 The binary speaks hashicorp/go-plugin protocol 1 with Dkron's cookie, so it runs
 under dkron-py and under Dkron itself.
+
+Beneath this surface: :mod:`plugin_sdk.goplugin` is go-plugin's protocol with no Dkron
+in it, :mod:`plugin_sdk.protocol` is Dkron's layer over it (the host's client, the
+cookie), :mod:`plugin_sdk.gocompat` is Go's value formats, shared with the host.
 """
 
 import os
