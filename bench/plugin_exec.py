@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from plugin_sdk.protocol.client import PluginClient
+from plugin_sdk.protocol import PluginClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentile

@@ -59,13 +59,13 @@ from plugin_sdk import (
     StatusHelper,
     serve,
 )
-from plugin_sdk.goformats import (
+from plugin_sdk.gocompat import (
     format_go_duration,
     parse_go_bool,
     parse_go_duration,
     parse_mem_limit,
 )
-from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
+from plugin_sdk.protocol import DKRON_HANDSHAKE
 
 __all__ = [
     "MAX_OUTPUT_BYTES",

@@ -136,7 +136,7 @@ def duration(value: object) -> float:
         # Viper would read a bare number as nanoseconds; seconds is what people mean.
         seconds = float(str(value))
     else:
-        from plugin_sdk.goformats import parse_go_duration
+        from plugin_sdk.gocompat import parse_go_duration
 
         try:
             seconds = parse_go_duration(str(value).strip()) / 1e9

@@ -13,6 +13,10 @@ An executor in a dozen lines::
 
 The binary speaks hashicorp/go-plugin protocol 1 with Dkron's cookie, so it runs
 under dkron-py and under Dkron itself.
+
+Beneath this surface: :mod:`plugin_sdk.goplugin` is go-plugin's protocol with no Dkron
+in it, :mod:`plugin_sdk.protocol` is Dkron's layer over it (the host's client, the
+cookie), :mod:`plugin_sdk.gocompat` is Go's value formats, shared with the host.
 """
 
 import os
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
     from plugin_sdk.processor import ProcessorFunction, ProcessorPlugin, serve_processor
 
 # The serving side imports grpc (~60 ms). It loads on first use, so importing the
-# light parts (models, hookspecs, goformats) stays cheap for the host's CLI.
+# light parts (models, hookspecs, gocompat) stays cheap for the host's CLI.
 _LAZY = {
     "ExecutorFunction": "plugin_sdk.executor",
     "serve": "plugin_sdk.executor",

@@ -13,8 +13,8 @@ import grpc
 from dkron_pb.types.legacy import executor_legacy_pb2_grpc as legacy_grpc
 from dkron_pb.types.v1 import executor_pb2 as pb
 from dkron_pb.types.v1 import executor_pb2_grpc as v1_grpc
+from plugin_sdk.goplugin import PluginBroker
 from plugin_sdk.models import ExecuteRequest, ExecuteResponse, Executor, StatusHelper
-from plugin_sdk.protocol.broker import PluginBroker
 from plugin_sdk.protocol.server import serve_plugin
 
 __all__ = ["ExecutorFunction", "serve"]

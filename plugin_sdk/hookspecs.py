@@ -24,7 +24,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def dkron_processor_names() -> list[str]:
-    """The processor names this plugin answers for (as used in a job's ``processors``)."""
+    """The processor names this plugin answers for (as used in a job's ``processors``).
+
+    The host calls a plugin's :func:`dkron_process` only for these names.
+    """
     raise NotImplementedError
 
 
@@ -34,7 +37,10 @@ def dkron_process(
 ) -> Execution | None:
     """Process ``execution`` if ``processor`` is one of ours, else return None.
 
-    The returned execution replaces the one that gets stored. Raising marks the
-    processor failed; the host records that on the execution and keeps going.
+    dkron-py's host asks only the plugins listing ``processor``; checking it anyway
+    keeps a plugin right under a plain ``pm.hook`` broadcast, and None passes the call
+    on to an earlier-registered plugin. The returned execution replaces the one that
+    gets stored. Raising marks the processor failed; the host records that on the
+    execution and keeps going.
     """
     raise NotImplementedError

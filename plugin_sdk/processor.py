@@ -12,9 +12,9 @@ import grpc
 from dkron_pb.dkronpy.v1 import processor_pb2 as pb
 from dkron_pb.dkronpy.v1 import processor_pb2_grpc as processor_grpc
 from plugin_sdk.convert import execution_from_proto, execution_to_proto
+from plugin_sdk.goplugin import PluginBroker
 from plugin_sdk.hookspecs import hookimpl
 from plugin_sdk.models import Execution, Processor
-from plugin_sdk.protocol.broker import PluginBroker
 from plugin_sdk.protocol.server import serve_plugin
 
 __all__ = ["ProcessorFunction", "ProcessorPlugin", "serve_processor"]

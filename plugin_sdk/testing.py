@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from dkron_pb.dkronpy.v1 import processor_pb2
 from plugin_sdk.convert import execution_from_proto, execution_to_proto
 from plugin_sdk.models import Execution
-from plugin_sdk.protocol.client import PluginClient
+from plugin_sdk.protocol import PluginClient
 
 __all__ = ["ExecutionResult", "PluginHarness"]
 

@@ -23,7 +23,7 @@ from core.agent.runs import ReportDone, RunKey, RunTable, TermFence
 from core.jobs.model import Execution
 from core.plugins.runtime import PluginRuntime
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
-from plugin_sdk.goformats import parse_go_duration
+from plugin_sdk.gocompat import parse_go_duration
 
 __all__ = ["AgentRunService"]
 

@@ -30,7 +30,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 from core.cron import _tz
 from core.cron._fields import apply_hash, normalize
 from core.cron.errors import ScheduleError
-from plugin_sdk.goformats import parse_go_duration
+from plugin_sdk.gocompat import parse_go_duration
 
 __all__ = [
     "AfterSchedule",

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 from core.jobs.model import MISFIRE_SKIP, Execution, Job, RetryBackoff
-from plugin_sdk.goformats import go_quote
+from plugin_sdk.gocompat import go_quote
 
 __all__ = [
     "ZERO_TIME",

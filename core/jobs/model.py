@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from plugin_sdk.goformats import parse_go_duration
+from plugin_sdk.gocompat import parse_go_duration
 
 __all__ = [
     "CONCURRENCY_ALLOW",

@@ -13,7 +13,7 @@ from core.jobs.model import (
     MISFIRE_SKIP,
     Job,
 )
-from plugin_sdk.goformats import parse_go_duration, parse_mem_limit
+from plugin_sdk.gocompat import parse_go_duration, parse_mem_limit
 
 __all__ = [
     "MAX_NAME_LENGTH",

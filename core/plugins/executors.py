@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core.plugins.output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from core.plugins.supervisor import ManagedPlugin
-from plugin_sdk.protocol.client import PluginCrashed, PluginError, PluginTimeout
+from plugin_sdk.goplugin import PluginCrashed, PluginError, PluginTimeout
 
 __all__ = ["ExecutionOutcome", "OutputCallback", "run_execution"]
 

@@ -10,7 +10,8 @@ import grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from core.plugins.discovery import PluginBinary
-from plugin_sdk.protocol.client import PluginClient, PluginError
+from plugin_sdk.goplugin import PluginError
+from plugin_sdk.protocol import PluginClient
 
 __all__ = ["ProbeResult", "probe"]
 

@@ -2,10 +2,12 @@
 
 In-process processors come from the ``dkron.processors`` entry-point group;
 ``dkron-processor-*`` binaries are registered behind :class:`BinaryProcessor`, an
-adapter implementing the same hooks. Hooks are synchronous, so dispatch runs on a
-worker thread and the adapter hands its gRPC call back to the event loop: neither
-kind can block the loop. A processor that fails is recorded on the execution and
-the next one still runs.
+adapter implementing the same hooks. A job's processor is dispatched only to the
+plugins that list its name in ``dkron_processor_names`` (a plugin without that hook
+cannot tell, so it is asked too), the latest registered first. Hooks are
+synchronous, so dispatch runs on a worker thread and the adapter hands its gRPC call
+back to the event loop: neither kind can block the loop. A processor that fails is
+recorded on the execution and the next one still runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import importlib.metadata
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import pluggy
 
@@ -23,9 +26,9 @@ from core.plugins.supervisor import ManagedPlugin
 from dkron_pb.dkronpy.v1 import processor_pb2
 from plugin_sdk import hookspecs
 from plugin_sdk.convert import execution_from_proto, execution_to_proto
+from plugin_sdk.goplugin import PluginError
 from plugin_sdk.hookspecs import ENTRY_POINT_GROUP, PROJECT, hookimpl
 from plugin_sdk.models import Execution
-from plugin_sdk.protocol.client import PluginError
 
 __all__ = ["BinaryProcessor", "ProcessingResult", "ProcessorDispatcher"]
 
@@ -55,8 +58,6 @@ class BinaryProcessor:
     def dkron_process(
         self, processor: str, execution: Execution, config: Mapping[str, str]
     ) -> Execution | None:
-        if processor != self._plugin.name:
-            return None
         call = asyncio.run_coroutine_threadsafe(self._process(execution, config), self._loop)
         return call.result()
 
@@ -91,22 +92,20 @@ class ProcessorDispatcher:
             self._load_entry_points()
 
     def _load_entry_points(self) -> None:
-        # One at a time, so a broken third-party package costs only its own
-        # processor (recorded and logged), never the agent's start.
+        # pluggy's own loader (it honours set_blocked, skips registered names and keeps
+        # list_plugin_distinfo), one name at a time: over the whole group it stops at the
+        # first entry point that fails to import, and a broken third-party package must
+        # cost only its own processor (recorded and logged), never the agent's start.
+        values: dict[str, str] = {}
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if self.manager.get_plugin(entry_point.name) is not None:
-                continue
+            values.setdefault(entry_point.name, entry_point.value)
+        for name, value in values.items():
             try:
-                self.manager.register(entry_point.load(), name=entry_point.name)
+                self.manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
             except Exception as exc:
                 cause = f"{type(exc).__name__}: {exc}"
-                self.load_errors.append((entry_point.name, cause))
-                log.error(
-                    "cannot load processor entry point %r (%s): %s",
-                    entry_point.name,
-                    entry_point.value,
-                    cause,
-                )
+                self.load_errors.append((name, cause))
+                log.error("cannot load processor entry point %r (%s): %s", name, value, cause)
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin; one registered later answers first for a shared name."""
@@ -130,8 +129,17 @@ class ProcessorDispatcher:
             found.update(names)
         return sorted(found)
 
+    def _hook_for(self, name: str) -> pluggy.HookCaller:
+        """``dkron_process`` limited to the plugins that answer for ``name``."""
+        others = [
+            impl.plugin
+            for impl in self.manager.hook.dkron_processor_names.get_hookimpls()
+            if name not in cast("list[str]", impl.function())
+        ]
+        return self.manager.subset_hook_caller("dkron_process", remove_plugins=others)
+
     def _call(self, name: str, execution: Execution, config: Mapping[str, str]) -> Execution:
-        result = self.manager.hook.dkron_process(processor=name, execution=execution, config=config)
+        result = self._hook_for(name)(processor=name, execution=execution, config=config)
         if result is None:
             raise UnknownProcessor(f"no processor named {name!r} (known: {self.names()})")
         if not isinstance(result, Execution):

@@ -19,8 +19,8 @@ from core.plugins.processors import (
     ProcessorDispatcher,
 )
 from core.plugins.supervisor import Backoff, ManagedPlugin
+from plugin_sdk.goplugin import DEFAULT_RECEIVE_LIMIT, PluginStartError
 from plugin_sdk.models import Execution
-from plugin_sdk.protocol.client import DEFAULT_RECEIVE_LIMIT, PluginStartError
 
 __all__ = ["PluginRuntime", "RuntimeSettings"]
 

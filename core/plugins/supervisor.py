@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 
 from core.plugins.discovery import PluginBinary
-from plugin_sdk.protocol.client import DEFAULT_RECEIVE_LIMIT, PluginClient, PluginStartError
+from plugin_sdk.goplugin import DEFAULT_RECEIVE_LIMIT, PluginStartError
+from plugin_sdk.protocol import PluginClient
 
 __all__ = ["Backoff", "ManagedPlugin", "PluginState"]
 

@@ -1,43 +1,19 @@
-"""go-plugin's wire protocol, both ends, in one place.
+"""Dkron's layer over go-plugin: its cookie, ``Execute`` and ``Process`` on the host side,
+and serving with Dkron's environment on the plugin side.
 
-Handshake, broker, host client and plugin server.
+The protocol itself (handshake, broker, process supervision, client and server) is
+:mod:`plugin_sdk.goplugin`, which knows nothing of Dkron.
 """
 
-from plugin_sdk.protocol.broker import GRPC_OPTIONS, BrokerClosed, HostBroker, PluginBroker
-from plugin_sdk.protocol.client import (
-    PluginCallError,
-    PluginClient,
-    PluginCrashed,
-    PluginError,
-    PluginStartError,
-    PluginTimeout,
-)
-from plugin_sdk.protocol.handshake import (
-    DKRON_HANDSHAKE,
-    Handshake,
-    HandshakeConfig,
-    HandshakeError,
-    format_handshake_line,
-    parse_handshake_line,
-    plugin_environment,
-)
+from plugin_sdk.protocol.client import PluginClient, UpdateCallback
+from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
+from plugin_sdk.protocol.server import LOG_LEVEL_ENV, NETWORK_ENV, serve_plugin
 
 __all__ = [
     "DKRON_HANDSHAKE",
-    "GRPC_OPTIONS",
-    "BrokerClosed",
-    "Handshake",
-    "HandshakeConfig",
-    "HandshakeError",
-    "HostBroker",
-    "PluginBroker",
-    "PluginCallError",
+    "LOG_LEVEL_ENV",
+    "NETWORK_ENV",
     "PluginClient",
-    "PluginCrashed",
-    "PluginError",
-    "PluginStartError",
-    "PluginTimeout",
-    "format_handshake_line",
-    "parse_handshake_line",
-    "plugin_environment",
+    "UpdateCallback",
+    "serve_plugin",
 ]

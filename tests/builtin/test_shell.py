@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 from support import installed_script
 
-from plugin_sdk.protocol.client import PluginClient
+from plugin_sdk.protocol import PluginClient
 from plugin_sdk.testing import ExecutionResult, PluginHarness
 
 PY = shlex.quote(sys.executable)

@@ -135,6 +135,60 @@ async def test_plain_hook_implementations_work_too() -> None:
     assert result.execution.output == b"5 bytes"
 
 
+class Spy:
+    """Records every call it gets; answers for ``names``."""
+
+    def __init__(self, *names: str) -> None:
+        self._names = list(names)
+        self.calls: list[str] = []
+
+    @hookimpl
+    def dkron_processor_names(self) -> list[str]:
+        return self._names
+
+    @hookimpl
+    def dkron_process(
+        self, processor: str, execution: Execution, config: Mapping[str, str]
+    ) -> Execution | None:
+        self.calls.append(processor)
+        return replace(execution, output=execution.output + f"<{processor}>".encode())
+
+
+async def test_a_plugin_is_called_only_for_the_names_it_lists() -> None:
+    early, late = Spy("a", "b"), Spy("c")
+    processors = dispatcher(early, late)
+
+    result = await processors.run(execution(), {"b": {}, "c": {}, "a": {}}, "n")
+
+    assert result.errors == []
+    assert result.execution.output == b"out<b><c><a>"
+    assert early.calls == ["b", "a"] and late.calls == ["c"]
+
+
+class Nameless:
+    """Implements only dkron_process: it cannot be told apart, so it is asked for every name."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def dkron_process(
+        self, processor: str, execution: Execution, config: Mapping[str, str]
+    ) -> Execution | None:
+        self.calls.append(processor)
+        return replace(execution, output=b"nameless") if processor == "quiet" else None
+
+
+async def test_a_plugin_without_names_is_still_asked() -> None:
+    nameless = Nameless()
+    processors = dispatcher(tagger("a"), nameless)
+
+    result = await processors.run(execution(), {"a": {}, "quiet": {}}, "n")
+
+    assert result.errors == [] and result.execution.output == b"nameless"
+    assert nameless.calls == ["a", "quiet"]  # "a" fell through to its tagger
+
+
 # -- binary processors ------------------------------------------------------------------
 
 
@@ -262,4 +316,16 @@ async def test_a_broken_entry_point_is_recorded_and_the_rest_still_load(
     assert result.execution.output.startswith(b"ABC")
     assert result.errors == [
         f"processor 'broken' failed: no processor named 'broken' (known: {loaded.names()})"
+    ]
+
+
+async def test_a_blocked_entry_point_is_not_loaded(entry_point_package: Path) -> None:
+    loaded = ProcessorDispatcher(load_entry_points=False)
+    loaded.manager.set_blocked("shout")
+
+    loaded._load_entry_points()
+
+    assert loaded.names() == ["reverse"] and loaded.load_errors == []
+    assert [dist.project_name for _, dist in loaded.manager.list_plugin_distinfo()] == [
+        "dkron-core-test-ep"
     ]

@@ -27,7 +27,8 @@ from typing import Any, NoReturn
 import pytest
 from support import installed_script
 
-from plugin_sdk.protocol.client import PluginClient, PluginCrashed
+from plugin_sdk.goplugin import PluginCrashed
+from plugin_sdk.protocol import PluginClient
 
 GO_DIR = Path(__file__).resolve().parent / "go"
 # build.sh's exit status when a prerequisite is missing (its message names it).

@@ -17,7 +17,7 @@ from core.jobs import (
     stored_form,
     validate_job,
 )
-from plugin_sdk.goformats import format_go_duration, parse_go_duration, parse_mem_limit
+from plugin_sdk.gocompat import format_go_duration, parse_go_duration, parse_mem_limit
 
 LONG_UNICODE_NAME = "abcdefghijklmnopqrstuvwxyz0123456789-_ßñëäïüøüáéíóýćàèìòùâêîôûæšłç"
 

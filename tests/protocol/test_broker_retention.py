@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from dkron_pb.plugin import grpc_broker_pb2 as broker_pb
-from plugin_sdk.protocol import broker as broker_module
-from plugin_sdk.protocol.broker import PluginBroker
+from plugin_sdk.goplugin import PluginBroker
+from plugin_sdk.goplugin import _broker as broker_module
 
 
 def feed(broker: PluginBroker, ids: range) -> None:

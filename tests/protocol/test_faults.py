@@ -17,13 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin_sdk.protocol.client import (
-    PluginCallError,
-    PluginClient,
-    PluginCrashed,
-    PluginStartError,
-    PluginTimeout,
-)
+from plugin_sdk.goplugin import PluginCallError, PluginCrashed, PluginStartError, PluginTimeout
+from plugin_sdk.protocol import PluginClient
 
 FAKES_DIR = Path(__file__).resolve().parent.parent / "fakes"
 DEADLINE = 10.0

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugin_sdk.protocol.handshake import (
-    DKRON_HANDSHAKE,
+from plugin_sdk.goplugin import (
     HandshakeConfig,
     HandshakeError,
     format_handshake_line,
@@ -17,6 +16,7 @@ from plugin_sdk.protocol.handshake import (
     parse_handshake_line,
     plugin_environment,
 )
+from plugin_sdk.protocol import DKRON_HANDSHAKE
 
 # -- format (plugin side) -----------------------------------------------------------------
 
@@ -191,7 +191,7 @@ def test_negotiate_app_version(supported: tuple[int, ...], offered: str, chosen:
 
 
 def test_plugin_environment_defaults_for_dkron() -> None:
-    env = plugin_environment(base={"PATH": "/bin", "HOME": "/root"})
+    env = plugin_environment(DKRON_HANDSHAKE, base={"PATH": "/bin", "HOME": "/root"})
     assert env == {
         "PATH": "/bin",
         "HOME": "/root",
@@ -229,6 +229,6 @@ def test_plugin_environment_inherits_os_environ_by_default(
 ) -> None:
     monkeypatch.setenv("DKRONPY_TEST_MARKER", "inherited")
     monkeypatch.setenv("PLUGIN_PROTOCOL_VERSIONS", "99")
-    env = plugin_environment()
+    env = plugin_environment(DKRON_HANDSHAKE)
     assert env["DKRONPY_TEST_MARKER"] == "inherited"
     assert env["PLUGIN_PROTOCOL_VERSIONS"] == "1"

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plugin_sdk.protocol.client import PluginClient
-from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
+from plugin_sdk.protocol import DKRON_HANDSHAKE, PluginClient
 
 FAKES_DIR = Path(__file__).resolve().parent.parent / "fakes"
 RECORDER = str(FAKES_DIR / "recorder.py")

@@ -39,7 +39,7 @@ from dkron_pb.plugin import grpc_stdio_pb2_grpc as stdio_grpc
 from dkron_pb.types.legacy import executor_legacy_pb2_grpc as legacy_grpc
 from dkron_pb.types.v1 import executor_pb2 as pb
 from dkron_pb.types.v1 import executor_pb2_grpc as v1_grpc
-from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
+from plugin_sdk.protocol import DKRON_HANDSHAKE
 
 COOKIE = {DKRON_HANDSHAKE.cookie_key: DKRON_HANDSHAKE.cookie_value}
 DEADLINE = 10.0

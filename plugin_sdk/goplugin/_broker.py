@@ -2,8 +2,8 @@
 
 The host opens one never-ending ``StartStream`` per plugin; either side writes
 ``ConnInfo{service_id, network, address}`` to announce a listener the other side
-may dial. Dkron uses it for one thing: the host announces a StatusHelper server
-per execution and the plugin dials it to stream output back.
+may dial (Dkron's host, for one, announces a StatusHelper server per execution and
+the plugin dials it to stream output back).
 
 * :class:`PluginBroker` is the plugin's end (sync gRPC): it records announcements
   and lets :meth:`PluginBroker.dial` wait for one, up to 5 s, as go-plugin does.
@@ -30,7 +30,7 @@ from dkron_pb.plugin import grpc_broker_pb2_grpc as broker_grpc
 
 __all__ = ["DIAL_TIMEOUT", "GRPC_OPTIONS", "BrokerClosed", "HostBroker", "PluginBroker"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("plugin_sdk.goplugin")
 
 # go-plugin waits this long for an announcement, and forgets unclaimed ones after it.
 DIAL_TIMEOUT = 5.0
@@ -199,7 +199,7 @@ class HostBroker:
                 if _is_knock(info):
                     self._outgoing.put_nowait(_refusal(info))
                 else:
-                    # Dkron's host never dials plugin-side servers; nothing to keep.
+                    # This end never dials plugin-side servers; nothing to keep.
                     log.debug("ignoring plugin announcement", extra={"id": info.service_id})
         except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             log.debug("broker stream ended: %s", exc)
