@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import plugin_sdk
@@ -117,3 +119,15 @@ def test_omitempty_fields_are_left_out_at_their_defaults() -> None:
     }
     assert omitted.isdisjoint(written)
     assert list(written) == [spec.name for spec in JOB_FIELDS if not spec.omitempty]
+
+
+def test_the_shared_execution_and_gocompat_load_without_the_kernel() -> None:
+    # plugin_sdk sits below core: the class both use and the Go formats must not need it.
+    code = (
+        "import sys\n"
+        "import plugin_sdk.convert, plugin_sdk.models\n"
+        "import plugin_sdk.gocompat.gojson, plugin_sdk.gocompat.gotime\n"
+        "loaded = [m for m in sys.modules if m == 'core' or m.startswith('core.')]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
