@@ -331,7 +331,9 @@ class _RecordEncoder:
         sources = [
             "__class__" if spec.name in self.absent else spec.source for spec in record.fields
         ]
-        self.read = attrgetter(*sources)
+        read = attrgetter(*sources)
+        # attrgetter of one name returns the value itself, not a 1-tuple.
+        self.read = read if len(sources) > 1 else lambda record: (read(record),)
         self.optional = tuple((spec.name, spec.default) for spec in record if spec.omitempty)
         self.convert = tuple(
             (spec.name, encode)
