@@ -1,4 +1,9 @@
-"""Conversions between the SDK's dataclasses and the wire messages."""
+"""Dkron's ``types.v1`` Execution message <-> :class:`plugin_sdk.models.Execution`.
+
+The one conversion of an Execution, for plugins and for the host (``core.wire``
+re-exports it). ``scheduled_at`` and ``processor_errors`` have no field in the message;
+``run_id`` travels when set.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ def execution_from_proto(message: dkron_pb2.Execution) -> Execution:
         attempt=message.attempt,
         started_at=optional_datetime(message, "started_at"),
         finished_at=optional_datetime(message, "finished_at"),
+        run_id=message.run_id,
     )
 
 
@@ -59,6 +65,7 @@ def execution_to_proto(execution: Execution) -> dkron_pb2.Execution:
         node_name=execution.node_name,
         group=execution.group,
         attempt=execution.attempt,
+        run_id=execution.run_id,
     )
     if execution.started_at is not None:
         message.started_at.CopyFrom(timestamp_from_datetime(execution.started_at))

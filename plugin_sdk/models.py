@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from plugin_sdk.gocompat.gotime import unix_nano
+
 __all__ = [
     "ExecuteRequest",
     "ExecuteResponse",
@@ -50,28 +52,43 @@ class Executor(Protocol):
     def execute(self, request: ExecuteRequest, status: StatusHelper) -> ExecuteResponse: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Execution:
-    """A finished execution, as processors receive and return it (Dkron's Execution)."""
+    """One run of a job on one node (one attempt): Dkron's Execution.
 
-    job_name: str
+    The one Execution class: processors receive and return it, and the host stores and
+    serves it (``core.jobs`` uses this class). ``output`` is bytes. ``scheduled_at``,
+    ``run_id`` and ``processor_errors`` are dkron-py extensions, which processors are not
+    sent.
+    """
+
+    job_name: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     success: bool = False
     output: bytes = b""
     node_name: str = ""
     group: int = 0
     attempt: int = 0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    run_id: str = ""
+    processor_errors: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """Dkron's execution key ``<started_at UnixNano>-<node_name>`` ("" before it starts)."""
+        if self.started_at is None:
+            return ""
+        return f"{unix_nano(self.started_at)}-{self.node_name}"
 
     @property
     def key(self) -> str:
-        """Dkron's execution id: ``<started_at UnixNano>-<node_name>``."""
-        nanos = 0
-        if self.started_at is not None:
-            nanos = int(self.started_at.timestamp()) * 1_000_000_000 + (
-                self.started_at.microsecond * 1000
-            )
-        return f"{nanos}-{self.node_name}"
+        """Dkron's name (``Execution.Key()``) for :attr:`id`."""
+        return self.id
+
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None and self.finished_at is None
 
 
 @runtime_checkable

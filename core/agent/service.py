@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from core.agent.convert import execution_from_proto, execution_to_proto, job_from_proto
 from core.agent.runs import ReportDone, RunKey, RunTable, TermFence
 from core.jobs.model import Execution
 from core.plugins.runtime import PluginRuntime
+from core.wire import execution_from_proto, execution_to_proto, job_from_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
 from plugin_sdk.gocompat import parse_go_duration
 

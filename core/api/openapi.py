@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 description of the API served by :mod:`core.api.app`.
 
-Kept by hand next to the routes; a test checks that every registered route is described.
+The paths are kept by hand next to the routes (a test checks that every registered route
+is described); the Job and Execution schemas and the sort keys come from the field tables
+in :mod:`core.jobs.model`.
 """
 
 from __future__ import annotations
@@ -8,89 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from core.jobs.model import EXECUTION_FIELDS, JOB_FIELDS
+
 __all__ = ["openapi_document"]
-
-_TIME = {"type": "string", "format": "date-time"}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_STRING_MAP = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
-
-_JOB: dict[str, Any] = {
-    "type": "object",
-    "required": ["name"],
-    "properties": {
-        "id": {"type": "string", "readOnly": True, "description": "Equal to name."},
-        "name": {
-            "type": "string",
-            "description": "Unique; lower-case letters, digits, '_' and '-'.",
-        },
-        "displayname": {"type": "string"},
-        "timezone": {"type": "string", "description": "IANA zone; empty = server local."},
-        "schedule": {
-            "type": "string",
-            "description": "Cron spec (6 fields with seconds), @every, @at, @manually, ...",
-        },
-        "owner": {"type": "string"},
-        "owner_email": {"type": "string"},
-        "success_count": {"type": "integer", "readOnly": True},
-        "error_count": {"type": "integer", "readOnly": True},
-        "last_success": _NULLABLE_TIME,
-        "last_error": _NULLABLE_TIME,
-        "disabled": {"type": "boolean"},
-        "tags": {**_STRING_MAP, "description": 'Target nodes, "key": "value[:count]".'},
-        "metadata": _STRING_MAP,
-        "retries": {"type": "integer", "minimum": 0},
-        "dependent_jobs": {"type": ["array", "null"], "items": {"type": "string"}},
-        "parent_job": {"type": "string"},
-        "processors": {
-            "type": ["object", "null"],
-            "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-        "concurrency": {"type": "string", "enum": ["allow", "forbid", ""]},
-        "executor": {"type": "string"},
-        "executor_config": _STRING_MAP,
-        "status": {
-            "type": "string",
-            "readOnly": True,
-            "enum": ["", "success", "failed", "partially_failed"],
-        },
-        "next": {**_TIME, "readOnly": True},
-        "ephemeral": {"type": "boolean"},
-        "starts_at": _NULLABLE_TIME,
-        "expires_at": _NULLABLE_TIME,
-        "retry_backoff": {
-            "type": "object",
-            "description": "Extension: wait between retries.",
-            "properties": {
-                "delay": {"type": "string"},
-                "exponential": {"type": "boolean"},
-                "max": {"type": "string"},
-            },
-        },
-        "timeout": {"type": "string", "description": "Extension: per-execution timeout."},
-        "misfire_policy": {"type": "string", "enum": ["skip", "run_once"]},
-        "misfire_grace": {"type": "string"},
-        "retry_any_node": {"type": "boolean"},
-    },
-}
-
-_EXECUTION: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "description": "<started_at UnixNano>-<node_name>"},
-        "job_name": {"type": "string"},
-        "started_at": _TIME,
-        "finished_at": {**_TIME, "description": "0001-01-01T00:00:00Z while running."},
-        "success": {"type": "boolean"},
-        "output": {"type": "string"},
-        "node_name": {"type": "string"},
-        "group": {"type": "integer"},
-        "attempt": {"type": "integer"},
-        "output_truncated": {"type": "boolean", "description": "Executions list only."},
-        "scheduled_at": _TIME,
-        "run_id": {"type": "string"},
-        "processor_errors": {"type": "array", "items": {"type": "string"}},
-    },
-}
 
 _MEMBER: dict[str, Any] = {
     "type": "object",
@@ -201,20 +123,7 @@ _LIST_JOBS = _op(
         _query(
             "_sort",
             "Sort field (default id = name).",
-            {
-                "type": "string",
-                "enum": [
-                    "id",
-                    "name",
-                    "displayname",
-                    "schedule",
-                    "success_count",
-                    "error_count",
-                    "last_success",
-                    "last_error",
-                    "next",
-                ],
-            },
+            {"type": "string", "enum": ["id", *JOB_FIELDS.sortable]},
         ),
         _query("_order", "DESC for descending; anything else ascends."),
         _query("_start", "First index (default 0).", {"type": "integer", "minimum": 0}),
@@ -236,7 +145,7 @@ _LIST_EXECUTIONS = _op(
         _query(
             "_sort",
             "Default: key order (by start).",
-            {"type": "string", "enum": ["id", "started_at", "finished_at", "attempt"]},
+            {"type": "string", "enum": ["id", *EXECUTION_FIELDS.sortable]},
         ),
         _query("_order", "Default DESC (newest first)."),
         _query(
@@ -634,8 +543,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         "paths": {**_paths(), **_acl_paths()},
         "components": {
             "schemas": {
-                "Job": copy.deepcopy(_JOB),
-                "Execution": copy.deepcopy(_EXECUTION),
+                "Job": JOB_FIELDS.openapi(),
+                "Execution": EXECUTION_FIELDS.openapi(),
                 "Member": copy.deepcopy(_MEMBER),
                 "AclToken": copy.deepcopy(_ACL_TOKEN),
                 "AclPolicy": copy.deepcopy(_ACL_POLICY),

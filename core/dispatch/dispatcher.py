@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import grpc.aio
 
-from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import MISFIRE_RUN_ONCE, STATUS_SUCCESS, Execution, Job, unix_nano
 from core.notify.notifier import Notifier
@@ -27,6 +26,7 @@ from core.plugins.runtime import PluginRuntime
 from core.store.commands import CloseLaunches, DeleteJob, FinishExecution, StartExecution
 from core.store.raft import RaftStore, ReplicationError
 from core.store.state import AlreadyFinished, NotFound, StartResult, StoreError
+from core.wire import execution_from_proto, execution_to_proto, job_to_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
 from plugin_sdk.models import Execution as SdkExecution
 

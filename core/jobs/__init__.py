@@ -1,4 +1,5 @@
-"""Dkron's Job and Execution: the model, its JSON as Dkron v4 serves it, and validation."""
+"""Dkron's Job and Execution: the model and its field tables (``model``, ``schema``), its
+JSON as Dkron v4 serves it (``codec``), and validation."""
 
 from core.jobs.codec import (
     ZERO_TIME,
@@ -13,10 +14,20 @@ from core.jobs.codec import (
     jobs_from_json,
     parse_go_time,
 )
-from core.jobs.model import Execution, Job, RetryBackoff
+from core.jobs.model import (
+    EXECUTION_FIELDS,
+    JOB_FIELDS,
+    RETRY_BACKOFF_FIELDS,
+    Execution,
+    Job,
+    RetryBackoff,
+)
 from core.jobs.validation import JobValidationError, merge_for_update, stored_form, validate_job
 
 __all__ = [
+    "EXECUTION_FIELDS",
+    "JOB_FIELDS",
+    "RETRY_BACKOFF_FIELDS",
     "ZERO_TIME",
     "Execution",
     "GoTimeError",

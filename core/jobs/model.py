@@ -1,24 +1,52 @@
-"""Dkron's Job and Execution, as plain typed records.
+"""Dkron's Job and Execution, as plain typed records, and their JSON field tables.
 
 Times are timezone-aware ``datetime`` values with microsecond precision (Go keeps
 nanoseconds; digits below the microsecond are dropped on input). Go's zero time, which
 Dkron uses for "none" in non-nullable time fields (``next``, ``finished_at`` while
 running), is ``None`` here.
+
+Each record's table (``JOB_FIELDS``, ``RETRY_BACKOFF_FIELDS``, ``EXECUTION_FIELDS``) is
+its JSON form, field by field in output order: the codec, the OpenAPI document, the
+store's normalisation, the list routes' sort keys and validation's allowed values are all
+read from it. A new field is one attribute and one row here (and its test); the class
+and its table are checked against each other by ``tests/jobs/test_schema.py``.
+``Execution`` is the SDK's class (``plugin_sdk.models``), shared by host and plugins.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
-from plugin_sdk.gocompat import parse_go_duration
+from core.jobs.schema import (
+    BOOL,
+    INT,
+    INT64,
+    NULLABLE_TIME,
+    OUTPUT,
+    PROCESSORS,
+    STRING,
+    STRING_LIST,
+    TIME,
+    UINT,
+    FieldSpec,
+    Record,
+    string_map,
+    struct,
+)
+from plugin_sdk.gocompat.goformats import parse_go_duration
+from plugin_sdk.gocompat.gotime import unix_nano
+from plugin_sdk.models import Execution
 
 __all__ = [
     "CONCURRENCY_ALLOW",
     "CONCURRENCY_FORBID",
     "DEFAULT_MISFIRE_GRACE_NS",
+    "EXECUTION_FIELDS",
+    "JOB_FIELDS",
     "MISFIRE_RUN_ONCE",
     "MISFIRE_SKIP",
+    "RETRY_BACKOFF_FIELDS",
     "STATUS_FAILED",
     "STATUS_PARTIALLY_FAILED",
     "STATUS_SUCCESS",
@@ -41,13 +69,6 @@ MISFIRE_SKIP = "skip"
 MISFIRE_RUN_ONCE = "run_once"
 # A missed fire older than this is dropped under run_once unless misfire_grace says otherwise.
 DEFAULT_MISFIRE_GRACE_NS = 3600 * 1_000_000_000
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def unix_nano(moment: datetime) -> int:
-    """Go's ``Time.UnixNano`` for an aware datetime (exact integer arithmetic)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 @dataclass(slots=True)
@@ -131,33 +152,104 @@ class Job:
         return None if grace == 0 else grace
 
 
-@dataclass(slots=True)
-class Execution:
-    """One run of a job on one node (one attempt).
+# -- JSON field tables ------------------------------------------------------------------------
 
-    ``output`` is kept as bytes; JSON shows it as text with invalid UTF-8 replaced.
-    ``scheduled_at``, ``run_id`` and ``processor_errors`` are extensions.
-    """
+RETRY_BACKOFF_FIELDS = Record(
+    "RetryBackoff",
+    RetryBackoff,
+    [
+        FieldSpec("delay", STRING),
+        FieldSpec("exponential", BOOL),
+        FieldSpec("max", STRING, omitempty=True),
+    ],
+)
 
-    job_name: str = ""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    success: bool = False
-    output: bytes = b""
-    node_name: str = ""
-    group: int = 0
-    attempt: int = 0
-    scheduled_at: datetime | None = None
-    run_id: str = ""
-    processor_errors: list[str] = field(default_factory=list)
+_MAP = string_map("map[string]string")
 
-    @property
-    def id(self) -> str:
-        """Dkron's execution key ``<started_at UnixNano>-<node_name>`` ("" before it starts)."""
-        if self.started_at is None:
-            return ""
-        return f"{unix_nano(self.started_at)}-{self.node_name}"
+# Dkron's fields are always written; the extensions after them only when set.
+JOB_FIELDS = Record(
+    "Job",
+    Job,
+    [
+        FieldSpec("id", STRING, "Equal to name.", attr="effective_id", read_only=True),
+        FieldSpec(
+            "name",
+            STRING,
+            "Unique; lower-case letters, digits, '_' and '-'.",
+            required=True,
+            sortable=True,
+        ),
+        FieldSpec("displayname", STRING, sortable=True),
+        FieldSpec("timezone", STRING, "IANA zone; empty = server local."),
+        FieldSpec(
+            "schedule",
+            STRING,
+            "Cron spec (6 fields with seconds), @every, @at, @manually, ...",
+            sortable=True,
+        ),
+        FieldSpec("owner", STRING),
+        FieldSpec("owner_email", STRING),
+        FieldSpec("success_count", INT, read_only=True, sortable=True),
+        FieldSpec("error_count", INT, read_only=True, sortable=True),
+        FieldSpec("last_success", NULLABLE_TIME, sortable=True),
+        FieldSpec("last_error", NULLABLE_TIME, sortable=True),
+        FieldSpec("disabled", BOOL),
+        FieldSpec("tags", _MAP, 'Target nodes, "key": "value[:count]".'),
+        FieldSpec("metadata", _MAP),
+        FieldSpec("retries", UINT, schema={"minimum": 0}),
+        FieldSpec("dependent_jobs", STRING_LIST),
+        FieldSpec("parent_job", STRING),
+        FieldSpec("processors", PROCESSORS),
+        FieldSpec("concurrency", STRING, enum=(CONCURRENCY_ALLOW, CONCURRENCY_FORBID, "")),
+        FieldSpec("executor", STRING),
+        FieldSpec("executor_config", string_map("plugin.ExecutorPluginConfig")),
+        FieldSpec(
+            "status",
+            STRING,
+            read_only=True,
+            enum=(STATUS_UNTRIGGERED, STATUS_SUCCESS, STATUS_FAILED, STATUS_PARTIALLY_FAILED),
+        ),
+        FieldSpec("next", TIME, read_only=True, sortable=True),
+        FieldSpec("ephemeral", BOOL),
+        FieldSpec("starts_at", NULLABLE_TIME),
+        FieldSpec("expires_at", NULLABLE_TIME),
+        # -- extensions --
+        FieldSpec(
+            "retry_backoff",
+            struct(RETRY_BACKOFF_FIELDS),
+            "Extension: wait between retries.",
+            omitempty=True,
+        ),
+        FieldSpec("timeout", STRING, "Extension: per-execution timeout.", omitempty=True),
+        FieldSpec(
+            "misfire_policy",
+            STRING,
+            omitempty=True,
+            default=MISFIRE_SKIP,
+            enum=(MISFIRE_SKIP, MISFIRE_RUN_ONCE),
+        ),
+        FieldSpec("misfire_grace", STRING, omitempty=True),
+        FieldSpec("retry_any_node", BOOL, omitempty=True),
+    ],
+)
 
-    @property
-    def running(self) -> bool:
-        return self.started_at is not None and self.finished_at is None
+EXECUTION_FIELDS = Record(
+    "Execution",
+    Execution,
+    [
+        FieldSpec("id", STRING, "<started_at UnixNano>-<node_name>", omitempty=True, derived=True),
+        FieldSpec("job_name", STRING, omitempty=True),
+        FieldSpec("started_at", TIME, sortable=True),
+        FieldSpec("finished_at", TIME, "0001-01-01T00:00:00Z while running.", sortable=True),
+        FieldSpec("success", BOOL),
+        FieldSpec("output", OUTPUT, omitempty=True),
+        FieldSpec("node_name", STRING, omitempty=True),
+        FieldSpec("group", INT64, omitempty=True),
+        FieldSpec("attempt", UINT, omitempty=True, sortable=True),
+        # Written by the executions list only (the encoder is given it).
+        FieldSpec("output_truncated", BOOL, "Executions list only.", derived=True),
+        FieldSpec("scheduled_at", NULLABLE_TIME, omitempty=True, schema={"type": "string"}),
+        FieldSpec("run_id", STRING, omitempty=True),
+        FieldSpec("processor_errors", STRING_LIST, omitempty=True, schema={"type": "array"}),
+    ],
+)

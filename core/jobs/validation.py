@@ -6,14 +6,8 @@ import copy
 import unicodedata
 from datetime import UTC, datetime
 
-from core.jobs.model import (
-    CONCURRENCY_ALLOW,
-    CONCURRENCY_FORBID,
-    MISFIRE_RUN_ONCE,
-    MISFIRE_SKIP,
-    Job,
-)
-from plugin_sdk.gocompat import parse_go_duration, parse_mem_limit
+from core.jobs.model import JOB_FIELDS, MISFIRE_SKIP, Job
+from plugin_sdk.gocompat.goformats import parse_go_duration, parse_mem_limit
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -24,6 +18,12 @@ __all__ = [
 ]
 
 _SLUG_EXTRA = frozenset("0123456789_-")
+# The allowed values are the table's; an empty misfire_policy means the default.
+_CONCURRENCY = frozenset(JOB_FIELDS["concurrency"].enum or ())
+_MISFIRE_POLICIES = frozenset((*(JOB_FIELDS["misfire_policy"].enum or ()), ""))
+# stored_form: these become UTC, and these empty ones null (as after Dkron's protobuf).
+_TIMES = JOB_FIELDS.of_kind("time", "nullable_time")
+_NULL_WHEN_EMPTY = JOB_FIELDS.of_kind("string_map", "string_list")
 
 
 class JobValidationError(ValueError):
@@ -82,7 +82,7 @@ def validate_job(job: Job) -> None:
             parse_schedule(job.schedule, job_name=job.name)
         except ScheduleError as err:
             raise JobValidationError(f"can't parse job schedule: {err}") from None
-    if job.concurrency not in (CONCURRENCY_ALLOW, CONCURRENCY_FORBID, ""):
+    if job.concurrency not in _CONCURRENCY:
         raise JobValidationError('invalid concurrency policy value, use "allow" or "forbid"')
     if job.timezone != "":  # Go's LoadLocation("") is UTC
         from core.cron import ScheduleError, validate_timezone
@@ -111,7 +111,7 @@ def _validate_extensions(job: Job) -> None:
         problem = _duration_problem(job.timeout, positive=True)
         if problem:
             raise JobValidationError(f"invalid timeout {job.timeout!r}: {problem}")
-    if job.misfire_policy not in (MISFIRE_SKIP, MISFIRE_RUN_ONCE, ""):
+    if job.misfire_policy not in _MISFIRE_POLICIES:
         raise JobValidationError(
             f'invalid misfire_policy value {job.misfire_policy!r}, use "skip" or "run_once"'
         )
@@ -139,21 +139,16 @@ def _utc(moment: datetime | None) -> datetime | None:
 def stored_form(job: Job) -> Job:
     """The job as Dkron's store hands it back (after its protobuf round trip).
 
-    ``id`` becomes the name; times become UTC; empty ``tags``, ``metadata``,
-    ``executor_config`` and ``dependent_jobs`` become ``null``; ``processors`` is always a
-    dict. The argument is not modified.
+    ``id`` becomes the name; times become UTC; empty maps and lists (``tags``,
+    ``metadata``, ``executor_config``, ``dependent_jobs``) become ``null``; ``processors``
+    is always a dict. The argument is not modified.
     """
     stored = copy.deepcopy(job)
     stored.id = None
-    stored.last_success = _utc(stored.last_success)
-    stored.last_error = _utc(stored.last_error)
-    stored.next = _utc(stored.next)
-    stored.starts_at = _utc(stored.starts_at)
-    stored.expires_at = _utc(stored.expires_at)
-    stored.tags = stored.tags or None
-    stored.metadata = stored.metadata or None
-    stored.executor_config = stored.executor_config or None
-    stored.dependent_jobs = stored.dependent_jobs or None
+    for name in _TIMES:
+        setattr(stored, name, _utc(getattr(stored, name)))
+    for name in _NULL_WHEN_EMPTY:
+        setattr(stored, name, getattr(stored, name) or None)
     stored.processors = stored.processors or {}
     stored.misfire_policy = stored.misfire_policy or MISFIRE_SKIP
     return stored

@@ -23,9 +23,9 @@ from typing import cast
 import pluggy
 
 from core.plugins.supervisor import ManagedPlugin
+from core.wire import execution_from_proto, execution_to_proto
 from dkron_pb.dkronpy.v1 import processor_pb2
 from plugin_sdk import hookspecs
-from plugin_sdk.convert import execution_from_proto, execution_to_proto
 from plugin_sdk.goplugin import PluginError
 from plugin_sdk.hookspecs import ENTRY_POINT_GROUP, PROJECT, hookimpl
 from plugin_sdk.models import Execution

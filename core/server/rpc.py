@@ -13,10 +13,10 @@ import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 
-from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
 from core.security.rpc import NODE, OPEN, Access, management_only
 from core.store.raft import ReplicationError
 from core.store.state import NotFound, StoreError
+from core.wire import execution_from_proto, execution_to_proto, job_to_proto
 from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ from typing import Any
 import grpc.aio
 
 from core.acl import AclRpcService, AclService
-from core.agent.convert import execution_to_proto
 from core.agent.service import AgentRunService
 from core.cron import ScheduleError, parse_schedule
 from core.dispatch.dispatcher import Dispatcher
@@ -54,6 +53,7 @@ from core.store.commands import (
 from core.store.lock import DataDirLock
 from core.store.raft import RaftConfig, RaftStore, ReplicationError
 from core.store.state import DEFAULT_MAX_HISTORY, JobQuery, NotFound, StoreError, StoreState
+from core.wire import execution_to_proto
 from dkron_pb.dkronpy.v1 import acl_pb2_grpc
 from dkron_pb.types.v1 import agent_pb2_grpc, dkron_pb2, dkron_pb2_grpc
 

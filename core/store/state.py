@@ -17,6 +17,8 @@ from typing import Any
 
 from core.jobs.model import (
     CONCURRENCY_FORBID,
+    EXECUTION_FIELDS,
+    JOB_FIELDS,
     STATUS_FAILED,
     STATUS_PARTIALLY_FAILED,
     STATUS_SUCCESS,
@@ -60,18 +62,9 @@ __all__ = [
 
 DEFAULT_MAX_HISTORY = 100
 DEFAULT_OUTPUT_LIMIT = 256_000
-# Dkron's BuntDB indexes; `id` is an alias of `name`.
-SORTABLE_JOB_FIELDS = (
-    "name",
-    "displayname",
-    "schedule",
-    "success_count",
-    "error_count",
-    "last_success",
-    "last_error",
-    "next",
-)
-SORTABLE_EXECUTION_FIELDS = ("started_at", "finished_at", "attempt")
+# Dkron's BuntDB indexes (the field tables' sortable rows); `id` is an alias of `name`.
+SORTABLE_JOB_FIELDS = JOB_FIELDS.sortable
+SORTABLE_EXECUTION_FIELDS = EXECUTION_FIELDS.sortable
 
 
 class StoreError(Exception):

@@ -11,10 +11,10 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
-from core.agent.convert import execution_from_proto, execution_to_proto
 from core.agent.service import AgentRunService
 from core.jobs.model import Execution
 from core.plugins.runtime import PluginRuntime
+from core.wire import execution_from_proto, execution_to_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc, dkron_pb2
 
 __all__ = ["Gate", "Node", "collect", "now", "request"]

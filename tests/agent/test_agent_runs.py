@@ -15,11 +15,11 @@ import pytest
 from agent_helpers import Gate, collect, now, request
 from support import wait_for
 
-from core.agent.convert import execution_from_proto
 from core.agent.runs import AgentStateError
 from core.agent.service import AgentRunService
 from core.jobs.model import Execution
 from core.plugins.runtime import PluginRuntime
+from core.wire import execution_from_proto
 
 MakeNode = Callable[..., Any]
 

@@ -156,7 +156,7 @@ async def test_execution_done_on_a_follower_reaches_the_leader_first_report_wins
 
     import grpc.aio
 
-    from core.agent.convert import execution_to_proto
+    from core.wire import execution_to_proto
     from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
     first = await cluster("s1", bootstrap_expect=2)
