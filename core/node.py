@@ -63,7 +63,7 @@ from core.store.state import DEFAULT_MAX_HISTORY, JobQuery, StoreState
 from dkron_pb.dkronpy.v1 import acl_pb2_grpc
 from dkron_pb.types.v1 import agent_pb2_grpc, dkron_pb2_grpc
 
-__all__ = ["VERSION", "DkronServer", "Node", "NodeStore", "ServerConfig"]
+__all__ = ["VERSION", "DkronServer", "Node", "NodeStore", "ServerConfig", "memory_store"]
 
 log = logging.getLogger("dkron.server")
 
@@ -118,8 +118,7 @@ class DkronServer:
     """A server (``config.server``) or a plain agent: gossip, the agent-run service,
     and on servers the store, the leader's scheduler and the dispatcher.
 
-    ``store`` replaces the Raft store (a :class:`~core.store.memory.MemoryStore`, whose
-    state must be built with the config's history and output limits)."""
+    ``store`` replaces the Raft store: :func:`memory_store` makes one for ``config``."""
 
     def __init__(
         self,
@@ -509,6 +508,14 @@ class DkronServer:
 
     def follow(self, execution_id: str) -> AsyncIterator[bytes]:
         return self.jobs.follow(execution_id)
+
+
+def memory_store(config: ServerConfig) -> MemoryStore:
+    """A store without Raft for a node of ``config`` (``DkronServer(config, store=...)``)."""
+    return MemoryStore(
+        StoreState(max_history=config.max_history, output_limit=config.output_limit),
+        address=f"{config.advertise_host or _advertise(config.bind_host)}:{config.raft_port}",
+    )
 
 
 #: The composition root by the name of what it is; ``DkronServer`` is kept for its users.

@@ -1,4 +1,4 @@
-"""A single-node store without Raft: always the leader, at term 1 once started.
+"""A single-node store without Raft: the leader once started (at term 1) until closed.
 
 Commands go through the same state machine as Raft's, encoded and decoded on the way
 as a Raft log entry is, so what the state holds never shares objects with the caller.
@@ -19,8 +19,6 @@ from core.store.state import StoreState
 
 __all__ = ["MemoryStore"]
 
-_TERM = 1
-
 
 class MemoryStore:
     """A :class:`core.store.base.Store` in this process's memory."""
@@ -33,6 +31,7 @@ class MemoryStore:
         self._events = EventBus()
         self._started = False
         self._closed = False
+        self._term = 0
         self.applied_index = 0
 
     @property
@@ -45,7 +44,7 @@ class MemoryStore:
 
     @property
     def term(self) -> int:
-        return _TERM if self._started else 0
+        return self._term
 
     @property
     def leader(self) -> str | None:
@@ -62,7 +61,14 @@ class MemoryStore:
         if self._started:
             return
         self._started = True
-        self._events.publish(LeadershipChanged(True, _TERM))
+        self._term = 1
+        self._events.publish(LeadershipChanged(True, self._term))
+
+    def regain(self) -> None:
+        """Lead again at the next term, as a Raft leader does that lost and won an
+        election between two looks (tests of the leader's re-establishing)."""
+        self._term += 1
+        self._events.publish(LeadershipChanged(True, self._term))
 
     def subscribe(self, kind: type[E], handler: Callable[[E], None]) -> Unsubscribe:
         if kind is LeadershipChanged:
@@ -83,4 +89,4 @@ class MemoryStore:
         was_leader = self.is_leader
         self._closed = True
         if was_leader:
-            self._events.publish(LeadershipChanged(False, _TERM))
+            self._events.publish(LeadershipChanged(False, self._term))
