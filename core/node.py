@@ -48,13 +48,12 @@ from core.security import (
     NodeChannels,
     RpcGuard,
     TlsFiles,
-    TokenCheck,
 )
-from core.server.cluster import ClusterView, form_raft_group, reconcile_peers
+from core.server.cluster import ClusterView, form_raft_group, maintain_peers
 from core.server.jobs import JobService
 from core.server.leader import Leader
 from core.server.members import VERSION, ClusterStore, Membership
-from core.server.rpc import RPC_ACCESS, DkronRpcService, RaftPeers
+from core.server.rpc import RPC_ACCESS, DkronRpcService, RaftPeers, acl_token_check
 from core.store.events import LeadershipChanged
 from core.store.lock import DataDirLock
 from core.store.memory import MemoryStore
@@ -247,9 +246,8 @@ class DkronServer:
         if self._lock is not None:
             self._lock.acquire()  # before anything that could run a job or take the lead
         await self.runtime.start(wait=False)
-        guard = RpcGuard(
-            CallVerifier(self.key.rpc) if self.key else None, RPC_ACCESS, self._token_check
-        )
+        verifier = CallVerifier(self.key.rpc) if self.key else None
+        guard = RpcGuard(verifier, RPC_ACCESS, acl_token_check(self.acl))
         self._grpc = grpc.aio.server(options=_AGENT_SERVER_OPTIONS, interceptors=[guard])
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent, self._grpc)
         if config.server:
@@ -293,7 +291,7 @@ class DkronServer:
                 await formation  # immediate: no one to wait for
             else:
                 self._spawn(formation)
-            self._spawn(self._maintain(store, view, gossip))
+            self._spawn(maintain_peers(store, view, self._membership_changed))
         else:
             await store.start()
         if self.store.is_leader and not self.leader.running:
@@ -312,24 +310,6 @@ class DkronServer:
     def _leadership_changed(self, event: LeadershipChanged) -> None:
         if event.leader:
             self._membership_changed.set()  # the new leader reconciles Raft's peers
-
-    async def _maintain(self, store: RaftStore, view: ClusterView, gossip: Gossip) -> None:
-        """Keep Raft's configuration in step with gossip (leader) and the saved peers
-        current (every server): on every membership event, and every 5 s anyway."""
-        changed = self._membership_changed
-        gossip.on_change(lambda _member: changed.set())
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await changed.wait()
-            changed.clear()
-            try:
-                if store.started:
-                    while await reconcile_peers(store, view):
-                        pass  # one change at a time, until nothing is left to do
-                    store.refresh_saved_peers()
-            except Exception:
-                log.exception("cluster maintenance failed")
 
     async def stop(self, drain_timeout: float = 30.0, *, leave: bool = True) -> None:
         """Stop scheduling, leave the cluster, let runs in flight finish: all within one
@@ -397,27 +377,6 @@ class DkronServer:
         """Dkron's gRPC Leave: stop this node as POST /v1/leave does."""
         if self.on_leave is not None:
             self.on_leave()
-
-    def _token_check(self) -> TokenCheck | None:
-        """How the RPC guard checks a client call's ACL token (None: ACLs are off)."""
-        if not self.acl.enabled:
-            return None
-        acl = self.acl
-
-        def check(
-            secret: str | None, path: str | None, capability: str
-        ) -> tuple[grpc.StatusCode, str] | None:
-            refusal = acl.check(secret, path, (capability,))
-            if refusal is None:
-                return None
-            code = (
-                grpc.StatusCode.UNAUTHENTICATED
-                if refusal.status == 401
-                else grpc.StatusCode.PERMISSION_DENIED
-            )
-            return code, refusal.reason
-
-        return check
 
     # -- what the API and RPC call, handed to the part that does it ------------------------
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.server.cluster import ClusterView, form_raft_group, reconcile_peers
+from core.server.cluster import ClusterView, form_raft_group, maintain_peers, reconcile_peers
 from core.server.jobs import JobService, LeaderLink
 from core.server.leader import Launcher, Leader
 from core.server.members import VERSION, Membership
-from core.server.rpc import RPC_ACCESS, DkronRpcService, RpcBackend
+from core.server.rpc import RPC_ACCESS, DkronRpcService, RpcBackend, acl_token_check
 
 if TYPE_CHECKING:
     from core.node import DkronServer, ServerConfig
@@ -30,7 +30,9 @@ __all__ = [
     "Membership",
     "RpcBackend",
     "ServerConfig",
+    "acl_token_check",
     "form_raft_group",
+    "maintain_peers",
     "reconcile_peers",
 ]
 

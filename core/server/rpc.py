@@ -7,20 +7,22 @@ forwarded to it by a follower, so agents and the CLI may call any server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
 import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 
+from core.acl import AclService
 from core.agent.convert import execution_from_proto, execution_to_proto, job_to_proto
 from core.jobs.model import Execution, Job
-from core.security.rpc import NODE, OPEN, Access, management_only
+from core.security.rpc import NODE, OPEN, Access, TokenCheck, management_only
 from core.store.base import ReplicationError
 from core.store.state import NotFound, StoreError
 from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
-__all__ = ["RPC_ACCESS", "DkronRpcService", "RaftPeers", "RpcBackend"]
+__all__ = ["RPC_ACCESS", "DkronRpcService", "RaftPeers", "RpcBackend", "acl_token_check"]
 
 log = logging.getLogger("dkron.rpc")
 
@@ -75,6 +77,26 @@ RPC_ACCESS: dict[str, Access] = {
         )
     },
 }
+
+
+def acl_token_check(acl: AclService) -> Callable[[], TokenCheck | None]:
+    """How the RPC guard checks a client call's ACL token, asked per call (None: ACLs
+    are off), as the REST route the call mirrors would."""
+
+    def check(
+        secret: str | None, path: str | None, capability: str
+    ) -> tuple[grpc.StatusCode, str] | None:
+        refusal = acl.check(secret, path, (capability,))
+        if refusal is None:
+            return None
+        code = (
+            grpc.StatusCode.UNAUTHENTICATED
+            if refusal.status == 401
+            else grpc.StatusCode.PERMISSION_DENIED
+        )
+        return code, refusal.reason
+
+    return lambda: check if acl.enabled else None
 
 
 class RaftPeers(Protocol):
