@@ -40,8 +40,7 @@ from core.jobs.model import Execution, Job
 from core.jobs.validation import JobValidationError, validate_job
 from core.security.redact import redact_argv
 from core.server.members import VERSION
-from core.store.base import ReplicationError
-from core.store.raft import DiskFullError
+from core.store.base import DiskFullError, ReplicationError
 from core.store.state import JobQuery, NotFound, QueryError, StoreError
 
 __all__ = ["ROUTES", "ApiBackend", "ApiSettings", "OnLeave", "api_port", "build_app", "serve_api"]

@@ -5,7 +5,7 @@ Raft. The Raft store is imported from :mod:`core.store.raft` by name (importing 
 installs pysyncobj's wire and journal guards).
 """
 
-from core.store.base import ReplicationError, Store
+from core.store.base import DiskFullError, ReplicationError, Store
 from core.store.events import (
     EventBus,
     ExecutionFinished,
@@ -28,6 +28,7 @@ from core.store.state import (
 
 __all__ = [
     "AlreadyFinished",
+    "DiskFullError",
     "EventBus",
     "ExecutionFinished",
     "ExecutionStarted",

@@ -16,11 +16,16 @@ from core.store.commands import Command
 from core.store.events import E, Unsubscribe
 from core.store.state import StoreState
 
-__all__ = ["ReplicationError", "Store"]
+__all__ = ["DiskFullError", "ReplicationError", "Store"]
 
 
 class ReplicationError(Exception):
     """The command was not committed (no leader, queue full, shut down)."""
+
+
+class DiskFullError(ReplicationError):
+    """The data dir's filesystem has no room for the command: nothing was written.
+    Reads keep working; writes resume by themselves once there is room."""
 
 
 class Store(Protocol):

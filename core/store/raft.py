@@ -28,7 +28,7 @@ from pysyncobj.syncobj import SyncObjException
 
 from core.store import _journal_file, _raft_wire
 from core.store._journal_file import GuardedFileJournal, is_disk_full
-from core.store.base import ReplicationError
+from core.store.base import DiskFullError, ReplicationError
 from core.store.codec import CodecError, decode_command, encode_command, read_snapshot
 from core.store.codec import write_snapshot as write_snapshot_file
 from core.store.commands import Batch, Command, FinishExecution, StartExecution
@@ -54,11 +54,6 @@ _MAX_EAGER_TICKS = 50
 # A batch of finishes carries their output: keep one log entry to about a megabyte.
 _MAX_BATCH_BYTES = 1 << 20
 _NO_CHUNKING_BYTES = 64 << 20
-
-
-class DiskFullError(ReplicationError):
-    """The data dir's filesystem has no room for the command: nothing was written.
-    Reads keep working; writes resume by themselves once there is room."""
 
 
 @dataclass(frozen=True)
