@@ -52,7 +52,7 @@ from core.security import (
 from core.server.cluster import ClusterView, form_raft_group, maintain_peers
 from core.server.jobs import JobService
 from core.server.leader import Leader
-from core.server.members import VERSION, ClusterStore, Membership
+from core.server.members import VERSION, Membership
 from core.server.rpc import RPC_ACCESS, DkronRpcService, RaftPeers, acl_token_check
 from core.store.events import LeadershipChanged
 from core.store.lock import DataDirLock
@@ -150,7 +150,7 @@ class DkronServer:
         self.channels = NodeChannels(CallSigner(self.key.rpc) if self.key else None, config.tls)
         self.membership = Membership(
             config,
-            self._cluster_store(),
+            self.store,
             self.runtime,
             self.channels,
             advertise_host=advertise_host,
@@ -193,9 +193,6 @@ class DkronServer:
         self._left = False
         self._lock = DataDirLock(config.data_dir) if config.data_dir is not None else None
         self.leader.attach()
-
-    def _cluster_store(self) -> ClusterStore:
-        return self.store
 
     # -- the parts, by the names the rest of the code and the tests know -------------------
 
