@@ -18,13 +18,14 @@ import logging
 import re
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from core.acl import AclService
 from core.api.acl import ACL, ACL_ROUTES, refusal, refused
 from core.jobs.codec import (
     JobDecodeError,
@@ -38,18 +39,75 @@ from core.jobs.codec import (
 from core.jobs.model import Execution, Job
 from core.jobs.validation import JobValidationError, validate_job
 from core.security.redact import redact_argv
-from core.server.service import VERSION, DkronServer
-from core.store.raft import DiskFullError, ReplicationError
+from core.server.members import VERSION
+from core.store.base import DiskFullError, ReplicationError
 from core.store.state import JobQuery, NotFound, QueryError, StoreError
 
-__all__ = ["ROUTES", "OnLeave", "api_port", "build_app", "serve_api"]
+__all__ = ["ROUTES", "ApiBackend", "ApiSettings", "OnLeave", "api_port", "build_app", "serve_api"]
 
 log = logging.getLogger("dkron.api")
 
 OnLeave = Callable[[], Awaitable[None] | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-SERVER: web.AppKey[DkronServer] = web.AppKey("server", DkronServer)
+
+class ApiSettings(Protocol):
+    """The node's settings the API reads (core.node.ServerConfig has them)."""
+
+    @property
+    def node_name(self) -> str: ...
+    @property
+    def encrypt(self) -> str | None: ...
+    @property
+    def strict_job_fields(self) -> bool: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def datacenter(self) -> str: ...
+    @property
+    def bootstrap_expect(self) -> int: ...
+
+
+class ApiBackend(Protocol):
+    """What the routes call on their node (core.node.DkronServer is one)."""
+
+    paused: bool  # node-local, like Dkron's
+
+    @property
+    def config(self) -> ApiSettings: ...
+    @property
+    def acl(self) -> AclService: ...
+    @property
+    def is_leader(self) -> bool: ...
+    @property
+    def rpc_address(self) -> str: ...
+    @property
+    def is_scheduling(self) -> bool:
+        """Whether this node's scheduler runs (it does while it leads)."""
+        ...
+
+    def issues(self) -> list[str]: ...
+    def scheduled_jobs(self) -> dict[str, Job]: ...
+    def tags(self) -> dict[str, str]: ...
+    def members(self) -> list[dict[str, Any]]: ...
+    def leader_member(self) -> dict[str, Any] | None: ...
+    async def executor_refusal(self, executor: str) -> str | None: ...
+    async def set_job(self, job: Job, *, merge: bool = True) -> Job: ...
+    async def delete_job(self, name: str) -> Job: ...
+    async def toggle_job(self, name: str) -> Job: ...
+    async def run_job(self, name: str) -> Job: ...
+    async def delete_executions(self, name: str) -> Job: ...
+    async def restore(self, jobs: list[Job]) -> list[str]: ...
+    def get_job(self, name: str) -> Job | None: ...
+    def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]: ...
+    def executions(self, job_name: str) -> list[Execution]: ...
+    def get_execution(self, job_name: str, execution_id: str) -> Execution | None: ...
+    def busy(self) -> list[Execution]: ...
+    def partial_output(self, execution_id: str) -> bytes | None: ...
+    def follow(self, execution_id: str) -> AsyncIterator[bytes]: ...
+
+
+SERVER: web.AppKey[ApiBackend] = web.AppKey("server")
 
 
 @dataclass
@@ -110,7 +168,7 @@ def _text(status: int, message: str, headers: Mapping[str, str] | None = None) -
     return web.Response(status=status, text=message, headers=headers)
 
 
-def _server(request: web.Request) -> DkronServer:
+def _server(request: web.Request) -> ApiBackend:
     return request.app[SERVER]
 
 
@@ -194,9 +252,7 @@ async def health(request: web.Request) -> web.StreamResponse:
     # Dkron 4.1: unhealthy (503) with the issues, e.g. a plugin that does not start; a
     # server also says whether it leads. Open even with ACLs on.
     server = _server(request)
-    issues = server.runtime.issues()
-    if server.store.fatal is not None:
-        issues.insert(0, server.store.fatal)
+    issues = server.issues()
     if issues:
         body = {"status": "unhealthy", "issues": issues, "leader": server.is_leader}
         return _json(request, body, status=503)
@@ -205,12 +261,7 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 async def debug_vars(request: web.Request) -> web.StreamResponse:
     server = _server(request)
-    scheduler = server.scheduler
-    entries = {
-        name: job_to_json(job)
-        for name, job in sorted(server.store.state.jobs.items())
-        if scheduler.next_of(name) is not None
-    }
+    entries = {name: job_to_json(job) for name, job in server.scheduled_jobs().items()}
     memstats: dict[str, int] = {}
     with contextlib.suppress(ImportError):
         import resource
@@ -224,7 +275,7 @@ async def debug_vars(request: web.Request) -> web.StreamResponse:
             "cron_entries": entries,
             "memstats": memstats,
             "node": server.config.node_name,
-            "scheduler_started": 1 if scheduler.running else 0,
+            "scheduler_started": 1 if server.is_scheduling else 0,
         },
     )
 
@@ -262,7 +313,7 @@ async def members(request: web.Request) -> web.StreamResponse:
 
 
 async def leader(request: web.Request) -> web.StreamResponse:
-    member = _server(request).leader()
+    member = _server(request).leader_member()
     if member is None:
         # Dkron writes 500 and then renders its nil member: the body is `null`.
         return _json(request, None, status=500)
@@ -275,7 +326,7 @@ async def is_leader(request: web.Request) -> web.StreamResponse:
     return _json(request, "I am a follower", status=404)
 
 
-def _peers(server: DkronServer) -> dict[str, list[dict[str, object]]]:
+def _peers(server: ApiBackend) -> dict[str, list[dict[str, object]]]:
     """Dkron's ``peers`` map: region -> ServerParts (Go struct, no JSON tags)."""
     config = server.config
     host, _, port = server.rpc_address.rpartition(":")
@@ -625,7 +676,7 @@ async def stream_execution(request: web.Request) -> web.StreamResponse:
         request.app[_LOCAL].streams.add(me)
     try:
         while execution.finished_at is None:
-            if server.live.partial(execution_id) is not None:
+            if server.partial_output(execution_id) is not None:
                 chunks = server.follow(execution_id)
                 try:
                     async for chunk in chunks:
@@ -741,7 +792,7 @@ def _no_op() -> None:
     return None
 
 
-def build_app(server: DkronServer, *, on_leave: OnLeave | None = None) -> web.Application:
+def build_app(server: ApiBackend, *, on_leave: OnLeave | None = None) -> web.Application:
     """The API for ``server``; ``on_leave`` runs after ``POST /v1/leave`` has answered."""
     app = web.Application(
         middlewares=[_dkron_middleware], client_max_size=MAX_BODY, handler_args=HANDLER_ARGS
@@ -757,7 +808,7 @@ def build_app(server: DkronServer, *, on_leave: OnLeave | None = None) -> web.Ap
 
 
 async def serve_api(
-    server: DkronServer,
+    server: ApiBackend,
     host: str,
     port: int,
     *,

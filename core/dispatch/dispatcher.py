@@ -23,8 +23,8 @@ from core.dispatch.live import LiveOutputs
 from core.jobs.model import MISFIRE_RUN_ONCE, STATUS_SUCCESS, Execution, Job, unix_nano
 from core.notify.notifier import Notifier
 from core.plugins.runtime import PluginRuntime
+from core.store.base import ReplicationError, Store
 from core.store.commands import CloseLaunches, DeleteJob, FinishExecution, StartExecution
-from core.store.raft import RaftStore, ReplicationError
 from core.store.state import AlreadyFinished, NotFound, StartResult, StoreError
 from core.wire import execution_from_proto, execution_to_proto, job_to_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
@@ -58,7 +58,7 @@ class _NotCommitted(Exception):
 class Dispatcher:
     def __init__(
         self,
-        store: RaftStore,
+        store: Store,
         runtime: PluginRuntime,
         node_name: str,
         agent_address: Callable[[str], str | None],

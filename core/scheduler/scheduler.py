@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from core.cron import AfterSchedule, Schedule, ScheduleError, parse_schedule
 from core.jobs.model import MISFIRE_RUN_ONCE, Job
 
-__all__ = ["LATE_TOLERANCE", "Fire", "Scheduler", "next_fire"]
+__all__ = ["LATE_TOLERANCE", "Fire", "Scheduler", "next_fire", "plan_next", "planned_next"]
 
 log = logging.getLogger("dkron.scheduler")
 
@@ -55,6 +55,37 @@ def next_fire(schedule: Schedule, job: Job, after: datetime) -> datetime | None:
     if moment is not None and job.expires_at is not None and moment > job.expires_at:
         return None
     return moment
+
+
+def plan_next(
+    job: Job,
+    schedule: Schedule,
+    now: datetime,
+    last_fire: datetime | None = None,
+    launched: datetime | None = None,
+) -> datetime | None:
+    """The job's next fire as the leader schedules it at ``now``: after ``last_fire``
+    (the latest fire already launched) when that is later, so re-saving a job neither
+    repeats nor skips a fire; an ``@after`` arriving within its grace fires at once, as
+    its instant, unless ``launched`` (or ``last_fire``) says it already did."""
+    base = now if last_fire is None or last_fire < now else last_fire
+    moment = next_fire(schedule, job, base)
+    if moment is None and isinstance(schedule, AfterSchedule):
+        # Fired as that instant, so the run id is the same whoever fires it (runs once).
+        moment = schedule.owed(now, launched if launched is not None else last_fire)
+    return moment
+
+
+def planned_next(job: Job, now: datetime, last_fire: datetime | None = None) -> datetime | None:
+    """:func:`plan_next` for a job as stored: None when it is not scheduled at all
+    (disabled, a child, no schedule) or its schedule is unusable."""
+    if not _schedulable(job):
+        return None
+    try:
+        schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
+    except ScheduleError:
+        return None
+    return plan_next(job, schedule, now, last_fire)
 
 
 class Scheduler:
@@ -108,13 +139,7 @@ class Scheduler:
         except ScheduleError as exc:  # validated on the way in; an old record may not be
             log.error("job %r has an unusable schedule: %s", job.name, exc)
             return None
-        now = self._clock()
-        base = now if last_fire is None or last_fire < now else last_fire
-        moment = next_fire(schedule, job, base)
-        if moment is None and isinstance(schedule, AfterSchedule):
-            # Arrived within its grace after the instant: fire now, as that instant (so
-            # the run id is the same whoever fires it, and it runs once).
-            moment = schedule.owed(now, launched if launched is not None else last_fire)
+        moment = plan_next(job, schedule, self._clock(), last_fire, launched)
         self._schedules[job.name] = schedule
         self._jobs[job.name] = job
         self._push(job.name, moment)

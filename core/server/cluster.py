@@ -10,6 +10,7 @@ servers that are missing and removes servers that left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -21,12 +22,13 @@ from core.membership import Gossip, MemberInfo
 from core.store.raft import RaftStore, ReplicationError
 from dkron_pb.types.v1 import dkron_pb2_grpc
 
-__all__ = ["ClusterView", "form_raft_group", "reconcile_peers"]
+__all__ = ["ClusterView", "form_raft_group", "maintain_peers", "reconcile_peers"]
 
 log = logging.getLogger("dkron.cluster")
 
 _POLL = 0.2
 _CONFIG_TIMEOUT = 1.0
+_MAINTAIN_PERIOD = 5.0
 
 
 class ClusterView:
@@ -181,3 +183,21 @@ async def _change(
 
 def _left(members: Iterable[MemberInfo]) -> list[MemberInfo]:
     return [m for m in members if m.status == "left"]
+
+
+async def maintain_peers(store: RaftStore, view: ClusterView, changed: asyncio.Event) -> None:
+    """Keep Raft's configuration in step with gossip (leader) and the saved peers
+    current (every server): whenever ``changed`` is set, and every 5 s anyway."""
+    view.gossip.on_change(lambda _member: changed.set())
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_MAINTAIN_PERIOD):
+                await changed.wait()
+        changed.clear()
+        try:
+            if store.started:
+                while await reconcile_peers(store, view):
+                    pass  # one change at a time, until nothing is left to do
+                store.refresh_saved_peers()
+        except Exception:
+            log.exception("cluster maintenance failed")

@@ -7,22 +7,22 @@ forwarded to it by a follower, so agents and the CLI may call any server.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 
-from core.security.rpc import NODE, OPEN, Access, management_only
-from core.store.raft import ReplicationError
+from core.acl import AclService
+from core.jobs.model import Execution, Job
+from core.security.rpc import NODE, OPEN, Access, TokenCheck, management_only
+from core.store.base import ReplicationError
 from core.store.state import NotFound, StoreError
 from core.wire import execution_from_proto, execution_to_proto, job_to_proto
 from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
-if TYPE_CHECKING:
-    from core.server.service import DkronServer
-
-__all__ = ["RPC_ACCESS", "DkronRpcService"]
+__all__ = ["RPC_ACCESS", "DkronRpcService", "RaftPeers", "RpcBackend", "acl_token_check"]
 
 log = logging.getLogger("dkron.rpc")
 
@@ -79,8 +79,67 @@ RPC_ACCESS: dict[str, Access] = {
 }
 
 
+def acl_token_check(acl: AclService) -> Callable[[], TokenCheck | None]:
+    """How the RPC guard checks a client call's ACL token, asked per call (None: ACLs
+    are off), as the REST route the call mirrors would."""
+
+    def check(
+        secret: str | None, path: str | None, capability: str
+    ) -> tuple[grpc.StatusCode, str] | None:
+        refusal = acl.check(secret, path, (capability,))
+        if refusal is None:
+            return None
+        code = (
+            grpc.StatusCode.UNAUTHENTICATED
+            if refusal.status == 401
+            else grpc.StatusCode.PERMISSION_DENIED
+        )
+        return code, refusal.reason
+
+    return lambda: check if acl.enabled else None
+
+
+class RaftPeers(Protocol):
+    """The Raft configuration, as the RPC service reports and changes it."""
+
+    @property
+    def leader(self) -> str | None: ...
+    @property
+    def applied_index(self) -> int: ...
+    def raft_peers(self) -> list[str]: ...
+    async def remove_peer(self, address: str) -> None: ...
+
+
+class RpcBackend(Protocol):
+    """What the RPC service calls on its server (core.node.DkronServer is one)."""
+
+    @property
+    def node_name(self) -> str: ...
+    @property
+    def is_leader(self) -> bool: ...
+    @property
+    def raft_address(self) -> str: ...
+    @property
+    def raft(self) -> RaftPeers: ...
+    def leader_rpc_address(self) -> str | None: ...
+    def channel(self, address: str) -> grpc.aio.Channel: ...
+    def node_name_of_raft_address(self, address: str) -> str: ...
+    def raft_address_of(self, id_or_address: str) -> str | None: ...
+    def get_job(self, name: str) -> Job | None: ...
+    async def run_job(self, name: str) -> Job: ...
+    async def record_done(self, execution: Execution) -> str:
+        """Record a node's fallback report of a finished run (leader only)."""
+        ...
+
+    def active_executions(self) -> list[Execution]:
+        """The runs this node's agent is running now."""
+        ...
+
+    def request_leave(self) -> None: ...
+
+
 class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
-    def __init__(self, server: DkronServer) -> None:
+    def __init__(self, server: RpcBackend) -> None:
         self._server = server
 
     async def _forward(self, method: str, request: Any, context: Context) -> Any:
@@ -106,13 +165,13 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
             return reply
         execution = execution_from_proto(request.execution)
         try:
-            payload = await server.dispatcher.report_done(execution)
+            payload = await server.record_done(execution)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except (StoreError, ReplicationError) as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return dkron_pb2.ExecutionDoneResponse(
-            **{"from": server.config.node_name}, payload=payload.encode()
+            **{"from": server.node_name}, payload=payload.encode()
         )
 
     async def RunJob(
@@ -142,10 +201,10 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
         self, request: empty_pb2.Empty, context: Context
     ) -> dkron_pb2.RaftGetConfigurationResponse:
         server = self._server
-        store = server.store
-        leader = store.leader
-        reply = dkron_pb2.RaftGetConfigurationResponse(index=store.applied_index)
-        for address in store.raft_peers():
+        raft = server.raft
+        leader = raft.leader
+        reply = dkron_pb2.RaftGetConfigurationResponse(index=raft.applied_index)
+        for address in raft.raft_peers():
             name = server.node_name_of_raft_address(address)
             reply.servers.append(
                 dkron_pb2.RaftServer(
@@ -164,7 +223,7 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
     ) -> empty_pb2.Empty:
         server = self._server
         address = server.raft_address_of(request.id)
-        if address is None or address not in server.store.raft_peers():
+        if address is None or address not in server.raft.raft_peers():
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
                 f'id "{request.id}" was not found in the Raft configuration',
@@ -173,13 +232,13 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
         if not server.is_leader:
             await self._forward("RaftRemovePeerByID", request, context)
             return empty_pb2.Empty()
-        if address == server.store.config.bind:
+        if address == server.raft_address:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "cannot remove the leader itself; make it leave (POST /v1/leave) instead",
             )
         try:
-            await server.store.remove_peer(address)
+            await server.raft.remove_peer(address)
         except ReplicationError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return empty_pb2.Empty()
@@ -187,7 +246,7 @@ class DkronRpcService(dkron_pb2_grpc.DkronServiceServicer):
     async def GetActiveExecutions(
         self, request: empty_pb2.Empty, context: Context
     ) -> dkron_pb2.GetActiveExecutionsResponse:
-        running = self._server.agent.running()
+        running = self._server.active_executions()
         return dkron_pb2.GetActiveExecutionsResponse(
             executions=[execution_to_proto(e) for e in running]
         )

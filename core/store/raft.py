@@ -28,9 +28,11 @@ from pysyncobj.syncobj import SyncObjException
 
 from core.store import _journal_file, _raft_wire
 from core.store._journal_file import GuardedFileJournal, is_disk_full
+from core.store.base import DiskFullError, ReplicationError
 from core.store.codec import CodecError, decode_command, encode_command, read_snapshot
 from core.store.codec import write_snapshot as write_snapshot_file
 from core.store.commands import Batch, Command, FinishExecution, StartExecution
+from core.store.events import E, EventBus, LeadershipChanged, Unsubscribe
 from core.store.migrate import StoreFormatError, prepare_raft_dir
 from core.store.state import StoreError, StoreState
 
@@ -52,15 +54,6 @@ _MAX_EAGER_TICKS = 50
 # A batch of finishes carries their output: keep one log entry to about a megabyte.
 _MAX_BATCH_BYTES = 1 << 20
 _NO_CHUNKING_BYTES = 64 << 20
-
-
-class ReplicationError(Exception):
-    """The command was not committed (no leader, queue full, shut down)."""
-
-
-class DiskFullError(ReplicationError):
-    """The data dir's filesystem has no room for the command: nothing was written.
-    Reads keep working; writes resume by themselves once there is room."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +136,7 @@ class RaftStore:
         self._written_peers: list[str] | None = None  # what peers.json holds, once written
         self._ticker: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
-        self._leadership_listeners: list[Callable[[bool], None]] = []
+        self._events = EventBus()  # leadership; the state machine has its own
         self._was_leader = False
         self._led_term = 0
         self._closed = False
@@ -446,12 +439,14 @@ class RaftStore:
                 self._led_term = term
             state = "acquired" if leader else "lost"
             log.info("raft leadership %s (term %d)", "regained" if regained else state, term)
-            for listener in list(self._leadership_listeners):
-                listener(leader)
+            self._events.publish(LeadershipChanged(leader, term))
 
-    def on_leadership(self, listener: Callable[[bool], None]) -> None:
-        """Call ``listener(is_leader)`` on every change, from the event loop."""
-        self._leadership_listeners.append(listener)
+    def subscribe(self, kind: type[E], handler: Callable[[E], None]) -> Unsubscribe:
+        """``handler(event)`` for each event of type ``kind``, from the event loop:
+        :class:`LeadershipChanged` from here, the rest from the state machine."""
+        if kind is LeadershipChanged:
+            return self._events.subscribe(kind, handler)
+        return self.state.events.subscribe(kind, handler)
 
     async def close(self) -> None:
         if self._closed:

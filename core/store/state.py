@@ -47,6 +47,13 @@ from core.store.commands import (
     SetNext,
     StartExecution,
 )
+from core.store.events import (
+    EventBus,
+    ExecutionFinished,
+    ExecutionStarted,
+    JobChanged,
+    JobDeleted,
+)
 
 __all__ = [
     "DEFAULT_MAX_HISTORY",
@@ -135,13 +142,9 @@ class StoreState:
         self.acl_tokens: dict[str, AclToken] = {}
         self.acl_tokens_by_hash: dict[str, AclToken] = {}
         self.acl_bootstrapped = False
-        # Called after a job is stored / deleted (on every server, from the log), so
-        # the leader's scheduler follows the state machine rather than the API.
-        self.job_listeners: list[Callable[[str, Job | None], None]] = []
-
-    def _notify(self, name: str, job: Job | None) -> None:
-        for listener in self.job_listeners:
-            listener(name, job)
+        # Job and execution events as the log is applied (on every server), so the
+        # leader's scheduler follows the state machine rather than the API.
+        self.events = EventBus()
 
     # -- commands --------------------------------------------------------------------------
 
@@ -238,7 +241,7 @@ class StoreState:
         if stored is None:
             bisect.insort(self._names, job.name)
         self.jobs[job.name] = job
-        self._notify(job.name, job)
+        self.events.publish(JobChanged(job))
         return dataclasses.replace(job)
 
     def _delete_job(self, name: str) -> Job:
@@ -262,7 +265,7 @@ class StoreState:
         self.last_fire.pop(name, None)
         for run_id in [r for r, launch in self.launches.items() if launch.job_name == name]:
             del self.launches[run_id]
-        self._notify(name, None)
+        self.events.publish(JobDeleted(name))
         return job
 
     def _record_launches(self, launches: Iterable[Launch]) -> list[str]:
@@ -294,6 +297,8 @@ class StoreState:
         history[execution.id] = execution
         running.add(execution.id)
         self._trim(execution.job_name, history)
+        if self.events.wanted(ExecutionStarted):
+            self.events.publish(ExecutionStarted(execution))
         return StartResult(True)
 
     def _trim(self, job_name: str, history: dict[str, Execution]) -> None:
@@ -335,6 +340,8 @@ class StoreState:
             history[key].run_id == execution.run_id for key in running if key in history
         ):
             self.launches.pop(execution.run_id, None)  # every target of the launch is done
+        if self.events.wanted(ExecutionFinished):
+            self.events.publish(ExecutionFinished(execution, dataclasses.replace(job)))
         return dataclasses.replace(job), job.status
 
     @staticmethod

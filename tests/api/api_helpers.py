@@ -15,6 +15,7 @@ import aiohttp
 
 from core.api import serve_api
 from core.api.app import api_port
+from core.node import memory_store
 from core.plugins.runtime import RuntimeSettings
 from core.server import DkronServer, ServerConfig
 
@@ -104,10 +105,13 @@ async def wait_leader(server: DkronServer, timeout: float = 15.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_api(data_dir: Path, **overrides: Any) -> AsyncIterator[Api]:
+async def running_api(
+    data_dir: Path, *, memory: bool = False, **overrides: Any
+) -> AsyncIterator[Api]:
     """A real server on ``data_dir`` behind the real API (``serve_api``, as the agent
-    serves it), stopped at the end."""
-    server = DkronServer(server_config(data_dir, **overrides))
+    serves it), stopped at the end; ``memory``: over the in-memory store, no Raft."""
+    config = server_config(data_dir, **overrides)
+    server = DkronServer(config, store=memory_store(config) if memory else None)
     await server.start()
     runner = None
     try:
