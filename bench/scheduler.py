@@ -208,8 +208,8 @@ async def wait_for_snapshot(snapshot: Path, before: int, deadline: float) -> Non
 
 
 def server_config(data_dir: Path, raft_port: int, max_history: int = 100) -> Any:
+    from core.node import ServerConfig
     from core.plugins.runtime import RuntimeSettings
-    from core.server.service import ServerConfig
 
     return ServerConfig(
         node_name="bench",
@@ -234,7 +234,7 @@ def tick_job(i: int) -> Any:
 
 async def phase_dkron(n: int, window: int, warmup: int) -> dict[str, Any]:
     from core.jobs.validation import validate_job
-    from core.server.service import DkronServer
+    from core.node import DkronServer
 
     validate_job(tick_job(0))
     with tempfile.TemporaryDirectory(prefix="bench-dkron-") as tmp:
@@ -432,7 +432,7 @@ async def create_jobs(server: Any, start: int, count: int, make: Callable[[int],
 async def phase_history(jobs: int, per_job: int) -> dict[str, Any]:
     """RSS with ``jobs`` jobs and ``per_job`` finished executions each (full history)."""
     from core.jobs.model import Execution
-    from core.server.service import DkronServer
+    from core.node import DkronServer
     from core.store.commands import FinishExecution, StartExecution
 
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
@@ -553,7 +553,7 @@ async def api_sample(server: Any, start: int, count: int) -> dict[str, Any]:
 
 
 async def phase_scale(jobs: int, data_dir: Path, raft_port: int) -> dict[str, Any]:
-    from core.server.service import DkronServer
+    from core.node import DkronServer
     from core.store.state import JobQuery
 
     server = DkronServer(server_config(data_dir, raft_port))
@@ -619,7 +619,7 @@ async def phase_scale(jobs: int, data_dir: Path, raft_port: int) -> dict[str, An
 
 async def phase_replay(data_dir: Path, raft_port: int, expected: int, compact: bool) -> dict:
     """Start a new server on an existing data dir; time until every job is back."""
-    from core.server.service import DkronServer
+    from core.node import DkronServer
 
     journal = data_dir / "raft" / "journal.bin"
     snapshot = data_dir / "raft" / "snapshot.bin"

@@ -33,10 +33,10 @@ from aiohttp import web
 
 from core.api import build_app
 from core.jobs.model import Job
+from core.node import DkronServer, ServerConfig
 from core.plugins.runtime import RuntimeSettings
 from core.security.keys import ClusterKey
 from core.security.rpc import CallSigner, CallVerifier
-from core.server import DkronServer, ServerConfig
 from dkron_pb.types.v1 import agent_pb2, dkron_pb2
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -53,8 +53,8 @@ from core.settings import (
 )
 
 if TYPE_CHECKING:
+    from core.node import ServerConfig
     from core.security.tls import TlsFiles
-    from core.server.service import ServerConfig
 
 __all__ = [
     "CONFIG_SEARCH_DIRS",
@@ -292,9 +292,9 @@ class AgentConfig:
 
     def to_server_config(self) -> ServerConfig:
         # Imported here: the client commands load this module and need none of the server.
+        from core.node import ServerConfig
         from core.notify.settings import NotifyConfig
         from core.plugins.runtime import RuntimeSettings
-        from core.server.service import ServerConfig
 
         return ServerConfig(
             node_name=self.node_name,

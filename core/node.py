@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc.aio
 
+from core import VERSION
 from core.acl import AclRpcService, AclService
 from core.agent.service import AgentRunService
 from core.dispatch.dispatcher import Dispatcher
@@ -52,7 +53,7 @@ from core.security import (
 from core.server.cluster import ClusterView, form_raft_group, maintain_peers
 from core.server.jobs import JobService
 from core.server.leader import Leader
-from core.server.members import VERSION, Membership
+from core.server.members import Membership
 from core.server.rpc import RPC_ACCESS, DkronRpcService, RaftPeers, acl_token_check
 from core.store.events import LeadershipChanged
 from core.store.lock import DataDirLock

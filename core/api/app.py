@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from core import VERSION
 from core.acl import AclService
 from core.api.acl import ACL, ACL_ROUTES, refusal, refused
 from core.jobs.codec import (
@@ -39,7 +40,6 @@ from core.jobs.codec import (
 from core.jobs.model import Execution, Job
 from core.jobs.validation import JobValidationError, validate_job
 from core.security.redact import redact_argv
-from core.server.members import VERSION
 from core.store.base import DiskFullError, ReplicationError
 from core.store.state import JobQuery, NotFound, QueryError, StoreError
 

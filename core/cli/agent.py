@@ -22,7 +22,7 @@ from core.security.redact import hide_secret_flags, scrub_secret_environment
 from core.settings import FlagStyle, Setting
 
 if TYPE_CHECKING:
-    from core.server.service import DkronServer
+    from core.node import DkronServer
 
 __all__ = ["AgentStartError", "agent", "run_agent"]
 
@@ -295,7 +295,7 @@ def _probe_port(what: str, host: str, port: int) -> None:
 async def run_agent(config: AgentConfig) -> int:
     """Run until SIGTERM/SIGINT (or POST /v1/leave); return the exit status."""
     from core.api import serve_api
-    from core.server.service import DkronServer
+    from core.node import DkronServer
 
     preflight(config)
     loop = asyncio.get_running_loop()

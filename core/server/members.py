@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
+from core import VERSION
 from core.jobs.model import Execution, Job
 from core.membership import Gossip, MemberInfo, member_json, select_targets
 from core.plugins.runtime import PluginRuntime
@@ -18,9 +19,7 @@ from core.store.base import Store
 from core.wire import execution_to_proto
 from dkron_pb.types.v1 import dkron_pb2, dkron_pb2_grpc
 
-__all__ = ["VERSION", "ClusterStore", "Identity", "Membership"]
-
-VERSION = "0.1.0"
+__all__ = ["ClusterStore", "Identity", "Membership"]
 
 _REPORT_TIMEOUT = 5.0
 

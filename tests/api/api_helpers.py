@@ -15,9 +15,8 @@ import aiohttp
 
 from core.api import serve_api
 from core.api.app import api_port
-from core.node import memory_store
+from core.node import DkronServer, ServerConfig, memory_store
 from core.plugins.runtime import RuntimeSettings
-from core.server import DkronServer, ServerConfig
 
 NODE = "api-node"
 

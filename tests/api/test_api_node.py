@@ -12,7 +12,7 @@ from api_helpers import NODE, Api, server_config, shell_job
 
 from core.api import api_port, build_app, serve_api
 from core.api.app import ROUTES
-from core.server import DkronServer
+from core.node import DkronServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -19,9 +19,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from support import finished, wait_for
 
 from core.jobs.model import Job
+from core.node import ServerConfig
 from core.notify import NotifyConfig
 from core.plugins.runtime import RuntimeSettings
-from core.server import ServerConfig
 
 __all__ = [
     "HttpRecorder",

@@ -25,8 +25,8 @@ from notify_helpers import (
 
 from core.config import ConfigError, load_config
 from core.jobs.model import Execution, RetryBackoff
+from core.node import DkronServer
 from core.notify import NotifyConfig, TemplateData, TemplateError, render
-from core.server import DkronServer
 from core.store.state import JobQuery
 
 Configure = Callable[..., Any]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from server_helpers import free_port, server_config
 
-from core.server import DkronServer
+from core.node import DkronServer
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 
 from support import finished, wait_for
 
+from core.node import ServerConfig
 from core.plugins.runtime import RuntimeSettings
-from core.server import ServerConfig
 
 __all__ = ["finished", "free_port", "server_config", "wait_for"]
 

@@ -17,7 +17,7 @@ import pytest
 from server_helpers import free_port, server_config, wait_for
 
 from core.jobs.model import Job
-from core.server import DkronServer
+from core.node import DkronServer
 
 
 def _key() -> str:

@@ -13,8 +13,8 @@ import pytest
 from pysyncobj.journal import FileJournal
 from support import REPO_ROOT, wait_for
 
+from core.node import DkronServer, ServerConfig
 from core.plugins.runtime import RuntimeSettings
-from core.server import DkronServer, ServerConfig
 from core.store._raft_wire import safe_loads
 from core.store.codec import decode_command
 from core.store.migrate import StoreFormatError
