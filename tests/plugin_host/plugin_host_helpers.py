@@ -1,7 +1,8 @@
 """Helpers shared by the plugin-host tests: install fakes, track and await their PIDs.
 
-Named uniquely on purpose: tests/core has no ``__init__.py`` (a package named
-``core`` would shadow the real one), so pytest imports these modules top-level.
+Named uniquely on purpose: test directories have no ``__init__.py``, so pytest imports
+these modules top-level. (This directory was ``tests/core``; on sys.path that name
+became a namespace package ``core`` shadowing the real one.)
 """
 
 from __future__ import annotations
