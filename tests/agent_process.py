@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,15 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from support import free_port
+
 DKRONCTL = str(Path(sys.executable).parent / "dkronctl")
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: "not yet" in Dkron's JSON
 START_DEADLINE = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

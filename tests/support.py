@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,42 @@ from typing import Any
 
 import pytest
 
-__all__ = ["BIN_DIR", "FAKES_DIR", "REPO_ROOT", "finished", "installed_script", "wait_for"]
+__all__ = [
+    "BIN_DIR",
+    "FAKES_DIR",
+    "REPO_ROOT",
+    "finished",
+    "free_gossip_port",
+    "free_port",
+    "installed_script",
+    "wait_for",
+]
 
 BIN_DIR = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKES_DIR = Path(__file__).resolve().parent / "fakes"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel's pick; bind it soon)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_gossip_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now, as gossip binds both."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def installed_script(name: str) -> str:

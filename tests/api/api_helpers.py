@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from support import free_port
 
 from core.api import serve_api
 from core.api.app import api_port
@@ -19,12 +19,6 @@ from core.node import DkronServer, ServerConfig, memory_store
 from core.plugins.runtime import RuntimeSettings
 
 NODE = "api-node"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def server_config(data_dir: Path, **overrides: Any) -> ServerConfig:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from support import REPO_ROOT, wait_for
+from support import free_gossip_port as free_port
 
 from core.membership import Gossip, MemberInfo
 
@@ -35,21 +35,6 @@ FAST: dict[str, Any] = {
 # ping_interval*2 + ping and ping-req timeouts + suspect_timeout, plus slack for a
 # loaded machine and for random probe order with several members.
 FAIL_DEADLINE = 0.2 * 2 + 0.1 * 2 + 1.0 + 2.5
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def view(node: Gossip) -> dict[str, MemberInfo]:

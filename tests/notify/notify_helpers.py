@@ -7,7 +7,6 @@ cannot shadow another test directory's helpers.
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -16,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from support import finished, wait_for
+from support import finished, free_port, wait_for
 
 from core.jobs.model import Job
 from core.node import ServerConfig
@@ -33,12 +32,6 @@ __all__ = [
     "shell",
     "wait_for",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def closed_port() -> int:

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
-from support import finished, wait_for
+from support import finished, free_port, wait_for
 
 from core.node import ServerConfig
 from core.plugins.runtime import RuntimeSettings
 
 __all__ = ["finished", "free_port", "server_config", "wait_for"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def server_config(data_dir: Path, raft_port: int, **overrides: Any) -> ServerConfig:
