@@ -63,7 +63,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 TARGETS: dict[str, tuple[float, bool]] = {
     # name: (goal, higher is better)
     "throughput_per_s": (500.0, True),
-    "lag_p99_ms_at_100": (50.0, False),
+    # Issue 11: p99 <= 100 ms on the job's own clock (and below APScheduler's, read beside it).
+    "lag_p99_ms_at_100": (100.0, False),
     "rss_mb_10k_history": (300.0, False),
     "list_page_p99_ms": (50.0, False),
     "replay_s": (10.0, False),
