@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_process import DKRONCTL, Result, clean_env, run_cli
+from support import free_gossip_port, free_port
 
 __all__ = [
     "DKRONCTL",
@@ -88,17 +88,10 @@ def epoch(text: str | None) -> float | None:
 
 
 def _free_port(udp: bool = False) -> int:
-    """A loopback port free now (TCP, and UDP too for gossip), never handed out twice."""
+    """A loopback port free now (TCP, and UDP too for gossip), never handed out twice,
+    and outside the kernel's ephemeral range (support.free_port says why)."""
     while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            if udp:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram:
-                    try:
-                        datagram.bind(("127.0.0.1", port))
-                    except OSError:
-                        continue
+        port = free_gossip_port() if udp else free_port()
         if port not in _TAKEN_PORTS:
             _TAKEN_PORTS.add(port)
             return port

@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pysyncobj.journal import FileJournal
-from support import wait_for
+from support import free_port, wait_for
 
 from core.jobs.model import Job
 from core.store.commands import SetJob
@@ -20,9 +19,7 @@ from core.store.raft import RaftConfig, RaftStore, ReplicationError, StoreFormat
 
 
 def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 async def _write_some(config: RaftConfig) -> None:
