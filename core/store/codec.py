@@ -462,7 +462,10 @@ def read_snapshot(source: IO[bytes], name: str) -> tuple[Any, list[tuple[str, An
                     ended = True
                 else:
                     sections.append((key, value))
-    except (OSError, EOFError, ValueError, msgpack.UnpackException) as exc:
+    except (OSError, EOFError, ValueError, zlib.error, msgpack.UnpackException) as exc:
+        # zlib.error is no OSError: a flipped byte in the deflate stream raises it
+        # ("invalid distance too far back"), and uncaught it let pysyncobj drop the
+        # snapshot and start from the journal alone.
         if isinstance(exc, CodecError):
             raise
         raise CodecError(f"{name} is damaged: {exc}") from None
