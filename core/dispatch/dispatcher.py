@@ -28,7 +28,6 @@ from core.store.commands import CloseLaunches, DeleteJob, FinishExecution, Start
 from core.store.state import AlreadyFinished, NotFound, StartResult, StoreError
 from core.wire import execution_from_proto, execution_to_proto, job_to_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
-from plugin_sdk.models import Execution as SdkExecution
 
 __all__ = ["Dispatcher"]
 
@@ -434,7 +433,7 @@ class Dispatcher:
         current = self._store.state.get_job(job.name) or job
         if current.processors:
             result = await self._runtime.process(
-                _to_sdk(execution), current.processors, reporting_node=self._node_name
+                _processor_view(execution), current.processors, reporting_node=self._node_name
             )
             execution = dataclasses.replace(
                 execution,
@@ -543,8 +542,10 @@ def _retry_delay(job: Job, execution: Execution) -> float:
     return max(int(steps + attempt), 1) * 0.5
 
 
-def _to_sdk(execution: Execution) -> SdkExecution:
-    return SdkExecution(
+def _processor_view(execution: Execution) -> Execution:
+    """The fields Dkron's processors receive: a copy without the kernel's own
+    (``scheduled_at``, ``run_id``), so processors' wire bytes stay Dkron's."""
+    return Execution(
         job_name=execution.job_name,
         success=execution.success,
         output=execution.output,
