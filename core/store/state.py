@@ -158,7 +158,7 @@ class StoreState:
                 for name, moment in command.updates:
                     job = self.jobs.get(name)
                     if job is not None:
-                        job.next = moment
+                        self._put_job(dataclasses.replace(job, next=moment))
                 return None
             case RecordLaunches():
                 return self._record_launches(command.launches)
@@ -231,18 +231,33 @@ class StoreState:
         old_parent = stored.parent_job if stored is not None else ""
         if old_parent != job.parent_job:
             if old_parent and old_parent in self.jobs:
-                parent = self.jobs[old_parent]
-                remaining = [d for d in parent.dependent_jobs or [] if d != job.name]
-                parent.dependent_jobs = remaining or None
+                self._drop_dependent(old_parent, job.name)
             if job.parent_job:
                 parent = self.jobs[job.parent_job]
                 if job.name not in (parent.dependent_jobs or []):
-                    parent.dependent_jobs = [*(parent.dependent_jobs or []), job.name]
-        if stored is None:
-            bisect.insort(self._names, job.name)
-        self.jobs[job.name] = job
+                    dependents = [*(parent.dependent_jobs or []), job.name]
+                    self._put_job(dataclasses.replace(parent, dependent_jobs=dependents))
+        self._put_job(job)
         self.events.publish(JobChanged(job))
         return dataclasses.replace(job)
+
+    # Every change of a stored job goes through these two: a stored Job is never
+    # mutated in place but replaced, so a snapshot can hold the old object and the
+    # indexes see each old/new pair.
+    def _put_job(self, job: Job) -> None:
+        if job.name not in self.jobs:
+            bisect.insort(self._names, job.name)
+        self.jobs[job.name] = job
+
+    def _remove_job(self, name: str) -> None:
+        del self.jobs[name]
+        index = bisect.bisect_left(self._names, name)
+        del self._names[index]
+
+    def _drop_dependent(self, parent_name: str, child: str) -> None:
+        parent = self.jobs[parent_name]
+        remaining = [d for d in parent.dependent_jobs or [] if d != child]
+        self._put_job(dataclasses.replace(parent, dependent_jobs=remaining or None))
 
     def _delete_job(self, name: str) -> Job:
         job = self.jobs.get(name)
@@ -253,12 +268,8 @@ class StoreState:
                 "store: could not delete job with dependent jobs, delete children first"
             )
         if job.parent_job and job.parent_job in self.jobs:
-            parent = self.jobs[job.parent_job]
-            remaining = [d for d in parent.dependent_jobs or [] if d != name]
-            parent.dependent_jobs = remaining or None
-        del self.jobs[name]
-        index = bisect.bisect_left(self._names, name)
-        del self._names[index]
+            self._drop_dependent(job.parent_job, name)
+        self._remove_job(name)
         # Exactly this job's history (Dkron's prefix delete also took `foobar`'s for `foo`).
         self.executions.pop(name, None)
         self.running.pop(name, None)
@@ -329,12 +340,15 @@ class StoreState:
         running = self.running.get(job.name, set())
         running.discard(execution.id)
         if execution.success:
-            job.success_count += 1
-            job.last_success = execution.finished_at
+            job = dataclasses.replace(
+                job, success_count=job.success_count + 1, last_success=execution.finished_at
+            )
         else:
-            job.error_count += 1
-            job.last_error = execution.finished_at
+            job = dataclasses.replace(
+                job, error_count=job.error_count + 1, last_error=execution.finished_at
+            )
         job.status = self._group_status(history.values(), execution.group)
+        self._put_job(job)
         self._trim(job.name, history)
         if execution.run_id and not any(
             history[key].run_id == execution.run_id for key in running if key in history
@@ -369,8 +383,10 @@ class StoreState:
             raise NotFound("job not found")
         self.executions.pop(job_name, None)
         self.running.pop(job_name, None)
-        job.success_count = job.error_count = 0
-        job.last_success = job.last_error = None
+        job = dataclasses.replace(
+            job, success_count=0, error_count=0, last_success=None, last_error=None
+        )
+        self._put_job(job)
         return dataclasses.replace(job)
 
     # -- queries ---------------------------------------------------------------------------
