@@ -182,6 +182,7 @@ class DkronServer:
             term=lambda: self.leader.term,
             channel=self.channels.get,
             forget_channel=self.channels.forget,
+            local_agent=self.agent,
         )
         self.jobs = JobService(
             self.store, self.leader, lambda: self.dispatcher, self.live, self.membership, clock

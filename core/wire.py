@@ -8,6 +8,8 @@ both the message and the class), so host and plugins convert an Execution the sa
 
 from __future__ import annotations
 
+import grpc
+
 from core.jobs.model import CONCURRENCY_ALLOW, Job
 from dkron_pb.types.v1 import dkron_pb2
 from plugin_sdk.convert import (
@@ -19,6 +21,7 @@ from plugin_sdk.convert import (
 )
 
 __all__ = [
+    "RunRefused",
     "datetime_from_timestamp",
     "execution_from_proto",
     "execution_to_proto",
@@ -27,6 +30,17 @@ __all__ = [
     "optional_datetime",
     "timestamp_from_datetime",
 ]
+
+
+class RunRefused(Exception):
+    """A node refused an agent run: the in-process form of the AgentRun stream's abort,
+    with the status code a remote leader would see (a leader dispatching to its own
+    node calls the agent directly, without the loopback stream)."""
+
+    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 def job_to_proto(job: Job) -> dkron_pb2.Job:

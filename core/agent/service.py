@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from core.agent.runs import ReportDone, RunKey, RunTable, TermFence
-from core.jobs.model import Execution
+from core.agent.runs import ReportDone, Run, RunKey, RunTable, Subscription, TermFence
+from core.jobs.model import Execution, Job
 from core.plugins.runtime import PluginRuntime
-from core.wire import execution_from_proto, execution_to_proto, job_from_proto
+from core.wire import RunRefused, execution_from_proto, execution_to_proto, job_from_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
 from plugin_sdk.gocompat import parse_go_duration
 
@@ -77,45 +77,26 @@ class AgentRunService(agent_pb2_grpc.AgentServiceServicer):
         through; plugin runs are stopped by the runtime's close."""
         await self._runs.close(grace)
 
-    async def AgentRun(
-        self, request: agent_pb2.AgentRunRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[agent_pb2.AgentRunStream]:
-        refusal = self._fence.refusal(request.term)
+    def open_run(
+        self, job: Callable[[], Job], execution: Execution, term: int, adopt_only: bool
+    ) -> Subscription:
+        """Start ``execution`` (or attach to it when this (run id, attempt) is known here)
+        and subscribe to its output and result. ``job`` is called only for a new run.
+        Raises RunRefused with the status a remote leader's stream would end with."""
+        refusal = self._fence.refusal(term)
         if refusal is not None:
             log.warning("%s", refusal)
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
-        execution = execution_from_proto(request.execution)
+            raise RunRefused(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         key: RunKey | None = (execution.run_id, execution.attempt) if execution.run_id else None
         run = None if key is None else self._runs.find(key)
         if run is None:
-            if request.adopt_only:
-                await context.abort(
+            if adopt_only:
+                raise RunRefused(
                     grpc.StatusCode.NOT_FOUND,
                     f"run {execution.run_id} attempt {execution.attempt} is not known "
                     f"on node {self._node_name}",
                 )
-            job = job_from_proto(request.job)
-            if not job.executor:
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "grpc_agent: No executor defined, nothing to do",
-                )
-            timeout = None
-            if job.timeout:
-                try:
-                    nanos = parse_go_duration(job.timeout)
-                except ValueError as exc:
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"grpc_agent: invalid job timeout {job.timeout!r}: {exc}",
-                    )
-                # A zero or negative limit would kill the run at once: treat it as none.
-                timeout = nanos / 1e9 if nanos > 0 else None
-            # The leader stamps started_at and the node so the execution id is known (and
-            # the forbid check committed) before any work starts; fill in what it did not.
-            execution.started_at = execution.started_at or datetime.now(UTC)
-            execution.node_name = execution.node_name or self._node_name
-            run = self._runs.start(execution, key, job, timeout)
+            run = self._start(job(), execution, key)
         else:
             log.info(
                 "attaching a stream to run %r attempt %d (%s)",
@@ -123,9 +104,45 @@ class AgentRunService(agent_pb2_grpc.AgentServiceServicer):
                 execution.attempt,
                 "running" if run.final is None else "finished",
             )
-        # Subscribing and taking the snapshot happen with no await in between, so the
-        # stream sees every byte of output exactly once.
-        subscription = run.subscribe()
+        # Subscribing and taking the output so far happen with no await in between, so
+        # the subscriber sees every byte of output exactly once.
+        return run.subscribe()
+
+    def _start(self, job: Job, execution: Execution, key: RunKey | None) -> Run:
+        if not job.executor:
+            raise RunRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, "grpc_agent: No executor defined, nothing to do"
+            )
+        timeout = None
+        if job.timeout:
+            try:
+                nanos = parse_go_duration(job.timeout)
+            except ValueError as exc:
+                raise RunRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"grpc_agent: invalid job timeout {job.timeout!r}: {exc}",
+                ) from None
+            # A zero or negative limit would kill the run at once: treat it as none.
+            timeout = nanos / 1e9 if nanos > 0 else None
+        # The leader stamps started_at and the node so the execution id is known (and
+        # the forbid check committed) before any work starts; fill in what it did not.
+        execution.started_at = execution.started_at or datetime.now(UTC)
+        execution.node_name = execution.node_name or self._node_name
+        return self._runs.start(execution, key, job, timeout)
+
+    async def AgentRun(
+        self, request: agent_pb2.AgentRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[agent_pb2.AgentRunStream]:
+        try:
+            subscription = self.open_run(
+                lambda: job_from_proto(request.job),
+                execution_from_proto(request.execution),
+                request.term,
+                request.adopt_only,
+            )
+        except RunRefused as refused:
+            await context.abort(refused.code, refused.detail)
+        run = subscription.run
         context.add_done_callback(lambda _context: subscription.close())
         try:
             if run.final is None:

@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import grpc
 import grpc.aio
@@ -26,7 +27,7 @@ from core.plugins.runtime import PluginRuntime
 from core.store.base import ReplicationError, Store
 from core.store.commands import CloseLaunches, DeleteJob, FinishExecution, StartExecution
 from core.store.state import AlreadyFinished, NotFound, StartResult, StoreError
-from core.wire import execution_from_proto, execution_to_proto, job_to_proto
+from core.wire import RunRefused, execution_from_proto, execution_to_proto, job_to_proto
 from dkron_pb.types.v1 import agent_pb2, agent_pb2_grpc
 
 __all__ = ["Dispatcher"]
@@ -50,6 +51,34 @@ _CONNECT_WAIT = 1.0
 _REDISPATCH_GRACE = timedelta(seconds=60)
 
 
+class LocalRun(Protocol):
+    """A run on this node as the agent hands it to a subscriber (core.agent.runs.Run)."""
+
+    @property
+    def final(self) -> Execution | None: ...
+
+    def output_so_far(self) -> bytes: ...
+
+
+class LocalSubscription(Protocol):
+    @property
+    def run(self) -> LocalRun: ...
+
+    async def next(self) -> bytes | None: ...
+
+    def taken(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalAgent(Protocol):
+    """This node's agent, called directly for runs dispatched to this node."""
+
+    def open_run(
+        self, job: Callable[[], Job], execution: Execution, term: int, adopt_only: bool
+    ) -> LocalSubscription: ...
+
+
 class _NotCommitted(Exception):
     """A start this server could not commit: it is not (or no longer) the leader."""
 
@@ -68,8 +97,10 @@ class Dispatcher:
         term: Callable[[], int] = lambda: 0,
         channel: Callable[[str], grpc.aio.Channel] | None = None,
         forget_channel: Callable[[str], None] | None = None,
+        local_agent: LocalAgent | None = None,
     ) -> None:
         self._store = store
+        self._local = local_agent
         self._runtime = runtime
         self._node_name = node_name
         self._agent_address = agent_address
@@ -257,33 +288,46 @@ class Dispatcher:
         # again as a start is safe (the node runs each (run id, attempt) once); after,
         # only attaching is, since a node that restarted meanwhile must not run it again.
         sent = adopt
+        local = self._local is not None and node == self._node_name
         while True:
             if not self._store.is_leader:
                 return None
-            address = self._agent_address(node)
-            if address is None:
+            address = None if local else self._agent_address(node)
+            if address is None and not local:
                 error = f"node {node} is not an alive member of the cluster"
-            elif not sent and not await self._connected(address, broken_since):
+            elif (
+                address is not None
+                and not sent
+                and not await self._connected(address, broken_since)
+            ):
                 # Not connected: the request cannot have left. A node restarting shows
                 # up here, not as a lost run.
                 error = f"node {node} does not accept connections at {address}"
             else:
                 sent = True
-                request = agent_pb2.AgentRunRequest(
-                    job=job_to_proto(job),
-                    execution=execution_to_proto(execution),
-                    term=self._term(),
-                    adopt_only=adopt or broken_since is not None,
-                )
+                adopt_only = adopt or broken_since is not None
                 try:
-                    final, received = await self._receive(address, request, execution, received)
+                    if address is None:
+                        final, received = await self._receive_local(
+                            job, execution, adopt_only, received
+                        )
+                    else:
+                        request = agent_pb2.AgentRunRequest(
+                            job=job_to_proto(job),
+                            execution=execution_to_proto(execution),
+                            term=self._term(),
+                            adopt_only=adopt_only,
+                        )
+                        final, received = await self._receive(address, request, execution, received)
                     if final is not None:
                         return final
                     error = "agent-run stream ended without a final result"
-                except grpc.aio.AioRpcError as exc:
-                    code = exc.code()
-                    detail = exc.details() or code.name
-                    if code == grpc.StatusCode.NOT_FOUND and request.adopt_only:
+                except (grpc.aio.AioRpcError, RunRefused) as exc:
+                    if isinstance(exc, RunRefused):
+                        code, detail = exc.code, exc.detail
+                    else:
+                        code, detail = exc.code(), exc.details() or exc.code().name
+                    if code == grpc.StatusCode.NOT_FOUND and adopt_only:
                         return self._failed(
                             execution,
                             f"execution lost: node {node} has no record of it (the node "
@@ -360,6 +404,42 @@ class Dispatcher:
                 received,
             )
         return None, received
+
+    async def _receive_local(
+        self, job: Job, execution: Execution, adopt_only: bool, received: int
+    ) -> tuple[Execution | None, int]:
+        """``_receive`` for a run on this node: the agent is called directly, with the
+        same fence, run table and replay rules as the stream, and no loopback gRPC."""
+        assert self._local is not None
+        subscription = self._local.open_run(
+            lambda: job, dataclasses.replace(execution), self._term(), adopt_only
+        )
+        try:
+            run = subscription.run
+            if run.final is None:
+                so_far = run.output_so_far()
+                if adopt_only and received > 0 and len(so_far) >= received:
+                    so_far = so_far[received:]
+                chunk: bytes | None = so_far
+                while chunk is not None:
+                    if chunk:
+                        self.live.append(execution.id, chunk)
+                        received += len(chunk)
+                    chunk = await subscription.next()
+            final = run.final
+            assert final is not None
+            subscription.taken()
+        finally:
+            subscription.close()
+        return (
+            dataclasses.replace(
+                execution,
+                success=final.success,
+                output=final.output,
+                finished_at=final.finished_at,
+            ),
+            received,
+        )
 
     def _failed(self, execution: Execution, message: str) -> Execution:
         partial = self.live.partial(execution.id) or b""

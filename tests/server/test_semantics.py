@@ -281,3 +281,24 @@ async def test_an_after_job_arriving_within_its_grace_runs_once_at_once(make_ser
     # Saved again: no second shot (the launch of that instant is on record).
     await server.set_job(shell("late-deploy", "echo again", schedule=f"@after {instant} <PT10M"))
     assert server.scheduler.next_of("late-deploy") is None
+
+
+async def test_a_run_on_the_leaders_own_node_is_fenced_like_a_remote_one(
+    make_server, tmp_path: Path
+) -> None:
+    # The leader calls its own agent directly (no loopback stream); the agent's term
+    # fence must still refuse a leader older than the newest it has seen, and the refusal
+    # must come back as the run's failure, as it does over the stream.
+    from core.agent.runs import TERM_FILE
+
+    (tmp_path / "data" / "agent").mkdir(parents=True)
+    (tmp_path / "data" / "agent" / TERM_FILE).write_text("50")
+    server = await make_server()
+    await server.set_job(shell("fenced", "echo should-not-run"))
+    await server.run_job("fenced")
+
+    runs = await wait_for(lambda: finished(server, "fenced"))
+
+    assert not runs[0].success
+    assert b"should-not-run" not in runs[0].output
+    assert b"refusing a run from a deposed leader" in runs[0].output
