@@ -37,8 +37,10 @@ DIAL_TIMEOUT = 5.0
 _MAX_MESSAGE = 2**31 - 1
 # Announcements held before expired ones are swept on arrival.
 _PRUNE_ABOVE = 64
-# Brokered connections kept open for reuse (per distinct host address).
-_MAX_CACHED_CHANNELS = 64
+# Brokered connections kept open for reuse (per distinct host address). Dkron-py's host
+# keeps one StatusHelper server per execution running at once (pooled), so this is the
+# burst of concurrent executions a plugin serves without redialing.
+_MAX_CACHED_CHANNELS = 256
 # go-plugin raises both limits to MaxInt32; grpc-python would otherwise cap receives at 4 MiB.
 GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", _MAX_MESSAGE),

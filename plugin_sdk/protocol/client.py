@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
 
@@ -86,14 +87,31 @@ class _StatusServerPool:
     is handed to one execution at a time, so every update it receives belongs to the
     execution holding it. Each server keeps its own socket path for life (a path is
     never reused for another server), so a plugin may cache its connection to it.
+
+    The pool keeps as many idle servers as were in use at once within the last
+    ``window`` seconds (at least ``min_idle``): a burst of 100 executions every second
+    then reuses its 100 servers instead of starting and stopping 68 of them each time
+    (seen as ~9% of the agent's CPU at 100 runs/s with a fixed 32).
     """
 
-    def __init__(self, socket_dir: str, max_idle: int = 32) -> None:
+    def __init__(self, socket_dir: str, min_idle: int = 32, window: float = 60.0) -> None:
         self._dir = socket_dir
-        self._max_idle = max_idle
+        self._min_idle = min_idle
+        self._window = window
         self._idle: list[_StatusServer] = []
         self._all: set[_StatusServer] = set()
         self._created = 0
+        self._in_use = 0
+        # The high-water mark of servers in use, this window and the previous one.
+        self._peak = self._previous_peak = 0
+        self._window_ends = time.monotonic() + window
+
+    def _keep(self) -> int:
+        now = time.monotonic()
+        if now >= self._window_ends:
+            self._previous_peak, self._peak = self._peak, self._in_use
+            self._window_ends = now + self._window
+        return max(self._min_idle, self._peak, self._previous_peak)
 
     async def acquire(self, on_update: UpdateCallback | None) -> _StatusServer:
         if self._idle:
@@ -103,12 +121,15 @@ class _StatusServerPool:
             status = _StatusServer(os.path.join(self._dir, f"s{self._created}"))
             await status.server.start()
             self._all.add(status)
+        self._in_use += 1
+        self._peak = max(self._peak, self._in_use)
         status.helper.on_update = on_update
         return status
 
     async def release(self, status: _StatusServer) -> None:
         status.helper.on_update = None  # a straggling update must not reach a finished run
-        if len(self._idle) < self._max_idle:
+        self._in_use -= 1
+        if len(self._idle) < self._keep():
             self._idle.append(status)
             return
         self._all.discard(status)

@@ -91,6 +91,28 @@ async def test_broker_traffic_per_execute(tmp_path: Path) -> None:
     assert "/types.Executor/Execute" not in methods
 
 
+async def test_a_repeated_burst_reuses_its_status_servers(tmp_path: Path) -> None:
+    # 40 executions at once, twice: the second burst is served by the first burst's
+    # StatusHelper servers (the pool keeps as many idle as were recently in use), not
+    # by servers started and stopped again (a fixed pool of 32 would start 8 anew).
+    import asyncio
+
+    client = await _launch(tmp_path)
+    burst = 40
+    try:
+        for round_ in range(2):
+            results = await asyncio.gather(
+                *(_execute(client, f"job-{round_}-{n}") for n in range(burst))
+            )
+        announced = max((report["announced"] for report, _ in results), key=len)
+    finally:
+        await client.shutdown()
+    first = {address for _, _, address in announced[:burst]}
+    second = {address for _, _, address in announced[burst : 2 * burst]}
+    assert len(announced) == 2 * burst and len(first) == burst
+    assert second <= first, f"{len(second - first)} servers started anew for the second burst"
+
+
 async def test_shutdown_goes_through_grpc_controller(tmp_path: Path) -> None:
     client = await _launch(tmp_path)
     await _execute(client, "once")
