@@ -34,6 +34,7 @@ import grpc.aio
 from core import VERSION
 from core.acl import AclRpcService, AclService
 from core.agent.service import AgentRunService
+from core.dispatch.backlog import BacklogLimits
 from core.dispatch.dispatcher import Dispatcher
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import Execution, Job
@@ -112,6 +113,8 @@ class ServerConfig:
     # 2 * ping_interval + suspect_timeout.
     gossip_ping_interval: float = 0.5
     gossip_suspect_timeout: float = 3.0
+    # Admission of scheduled fires above capacity (core.dispatch.backlog).
+    dispatch: BacklogLimits = field(default_factory=BacklogLimits)
 
 
 class DkronServer:
@@ -183,6 +186,7 @@ class DkronServer:
             channel=self.channels.get,
             forget_channel=self.channels.forget,
             local_agent=self.agent,
+            backlog=config.dispatch,
         )
         self.jobs = JobService(
             self.store, self.leader, lambda: self.dispatcher, self.live, self.membership, clock

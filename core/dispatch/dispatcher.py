@@ -20,6 +20,7 @@ from typing import Protocol
 import grpc
 import grpc.aio
 
+from core.dispatch.backlog import Backlog, BacklogLimits
 from core.dispatch.live import LiveOutputs
 from core.jobs.model import MISFIRE_RUN_ONCE, STATUS_SUCCESS, Execution, Job, unix_nano
 from core.notify.notifier import Notifier
@@ -98,6 +99,7 @@ class Dispatcher:
         channel: Callable[[str], grpc.aio.Channel] | None = None,
         forget_channel: Callable[[str], None] | None = None,
         local_agent: LocalAgent | None = None,
+        backlog: BacklogLimits | None = None,
     ) -> None:
         self._store = store
         self._local = local_agent
@@ -119,6 +121,10 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(_MAX_STREAMS)
         # Set when the node stops: runs in flight are recorded, nothing new follows them.
         self.stopping = False
+        # Scheduled fires wait here for admission, and are shed by misfire policy when
+        # they wait too long; their closed launches are committed in batches.
+        self.backlog = Backlog(backlog or BacklogLimits(), self._close_soon)
+        self._closing: list[str] = []
 
     def _plain_channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -170,6 +176,16 @@ class Dispatcher:
         except (ReplicationError, StoreError) as exc:
             log.warning("launch(es) %s not closed: %s", ", ".join(run_ids), exc)
 
+    def _close_soon(self, run_ids: tuple[str, ...]) -> None:
+        """Close launches in one command per loop turn (a shed burst is one entry)."""
+        if not self._closing:
+            asyncio.get_running_loop().call_soon(self._flush_closing)
+        self._closing.extend(run_ids)
+
+    def _flush_closing(self) -> None:
+        run_ids, self._closing = tuple(self._closing), []
+        self._spawn(self._close(*run_ids), "close-shed-launches")
+
     async def _launch(
         self, job_name: str, scheduled_at: datetime | None, run_id: str, manual: bool
     ) -> None:
@@ -177,6 +193,25 @@ class Dispatcher:
         if job is None:
             log.warning("not running %r: the job no longer exists", job_name)
             return
+        if manual or scheduled_at is None or not run_id:
+            await self._launch_admitted(job, scheduled_at, run_id, manual)
+            return
+        if not await self.backlog.admit(job, run_id, scheduled_at):
+            return
+        try:
+            # The job may have changed while the fire waited.
+            current = self._store.state.get_job(job_name)
+            if current is None:
+                log.warning("not running %r: the job no longer exists", job_name)
+                return
+            await self._launch_admitted(current, scheduled_at, run_id, manual)
+        finally:
+            self.backlog.done()
+
+    async def _launch_admitted(
+        self, job: Job, scheduled_at: datetime | None, run_id: str, manual: bool
+    ) -> None:
+        job_name = job.name
         now = _now()
         reason = self.runnable(job, now, manual)
         if reason:
