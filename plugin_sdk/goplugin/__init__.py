@@ -38,10 +38,11 @@ from plugin_sdk.goplugin._handshake import (
     parse_handshake_line,
     plugin_environment,
 )
-from plugin_sdk.goplugin._server import NOT_A_HOST, Registrar, serve
+from plugin_sdk.goplugin._server import DEFAULT_MAX_WORKERS, NOT_A_HOST, Registrar, serve
 
 __all__ = [
     "CORE_PROTOCOL_VERSION",
+    "DEFAULT_MAX_WORKERS",
     "DEFAULT_RECEIVE_LIMIT",
     "DIAL_TIMEOUT",
     "GRPC_OPTIONS",

@@ -39,7 +39,7 @@ from plugin_sdk.goplugin._handshake import (
 )
 from plugin_sdk.goplugin._hclog import HclogFormatter
 
-__all__ = ["NOT_A_HOST", "Registrar", "serve"]
+__all__ = ["DEFAULT_MAX_WORKERS", "NOT_A_HOST", "Registrar", "serve"]
 
 log = logging.getLogger("plugin_sdk.goplugin")
 
@@ -52,6 +52,11 @@ This binary is a plugin. These are not meant to be executed directly.
 Please execute the program that consumes these plugins, which will
 load any plugins automatically
 """
+# Calls served at once. Each executor call holds a worker for its whole run, so this
+# is also how many jobs one plugin runs at the same time: Go's go-plugin has no such
+# bound, and with 64 the 65th long-running job waited for one to end. Threads are
+# started on demand, so an idle plugin does not pay for the bound.
+DEFAULT_MAX_WORKERS = 1024
 _SHUTDOWN_GRACE = 1.0
 _PARENT_POLL = 1.0
 
@@ -149,7 +154,7 @@ def serve(
     handshake: HandshakeConfig,
     versions: Iterable[int] = (1,),
     network: str = "unix",
-    max_workers: int = 64,
+    max_workers: int = DEFAULT_MAX_WORKERS,
     log_level: str = "INFO",
     not_a_host: str = NOT_A_HOST,
 ) -> NoReturn:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from typing import NoReturn
 
-from plugin_sdk.goplugin import Registrar, serve
+from plugin_sdk.goplugin import DEFAULT_MAX_WORKERS, Registrar, serve
 from plugin_sdk.protocol.handshake import DKRON_HANDSHAKE
 
 __all__ = ["LOG_LEVEL_ENV", "NETWORK_ENV", "serve_plugin"]
@@ -30,7 +30,7 @@ def serve_plugin(
     *,
     versions: Iterable[int] = (1,),
     network: str | None = None,
-    max_workers: int = 64,
+    max_workers: int = DEFAULT_MAX_WORKERS,
 ) -> NoReturn:
     """Serve a Dkron plugin until the host shuts it down; never returns."""
     serve(

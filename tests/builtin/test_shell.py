@@ -569,3 +569,34 @@ async def test_output_keeps_arrival_order_across_pipes(tmp_path: Path) -> None:
     assert error == ""
     assert output == b"a\nb\nc\n"
     assert updates == [(b"a\n", False), (b"b\n", True), (b"c\n", False)]
+
+
+async def test_more_long_runs_at_once_than_the_old_64_workers(tmp_path: Path) -> None:
+    # Each run says it started, then waits for a go-ahead file: all 80 must be running
+    # at the same time. With the plugin's former pool of 64 workers, the other 16 sat
+    # queued inside the plugin until a running job finished (Dkron has no such limit).
+    import asyncio
+
+    from support import wait_for
+
+    runs = 80
+    go = tmp_path / "go"
+    command = (
+        f"touch {shlex.quote(str(tmp_path))}/started-$ENV_JOB_NAME; "
+        f"while [ ! -e {shlex.quote(str(go))} ]; do sleep 0.05; done"
+    )
+    client = await PluginClient.launch([installed_script("dkron-executor-shell")])
+    try:
+        pending = [
+            asyncio.ensure_future(
+                client.execute(f"long-{n}", {"command": command, "shell": "true"}, timeout=60)
+            )
+            for n in range(runs)
+        ]
+        started = await wait_for(lambda: len(list(tmp_path.glob("started-*"))) == runs, timeout=20)
+        go.touch()
+        responses = await asyncio.gather(*pending)
+    finally:
+        await client.shutdown()
+    assert started
+    assert [r.error for r in responses] == [""] * runs
