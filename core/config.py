@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.dispatch.backlog import BacklogLimits
 from core.notify.settings import parse_endpoint, parse_headers, parse_webhook_on
 from core.setting_types import (
     address,
@@ -213,6 +214,14 @@ class AgentConfig:
         "On SIGTERM, wait this long for running executions (30s).",
         metavar="DURATION",
     )
+    # Not in Dkron, whose leader starts every fire at once however many there are; above
+    # this node's capacity that meant lag growing by the second (core.dispatch.backlog).
+    dispatch_concurrency: int = setting(
+        256,
+        positive,
+        "Scheduled runs in progress at once (256); later fires wait, up to 5s.",
+        metavar="N",
+    )
     # Notifications (Dkron's flags; see core.notify):
     pre_webhook_endpoint: str = setting(
         "", parse_endpoint, "URL POSTed when an execution starts.", metavar="URL"
@@ -324,6 +333,7 @@ class AgentConfig:
             retry_max=self.retry_max,
             max_history=self.max_history,
             output_limit=self.output_limit,
+            dispatch=BacklogLimits(slots=self.dispatch_concurrency),
             plugins=RuntimeSettings(plugin_dir=self.plugin_dir, output_limit=self.output_limit),
             # Every notification setting, by name (NotifyConfig's own fields are its API).
             notify=NotifyConfig(
