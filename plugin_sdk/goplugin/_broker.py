@@ -69,7 +69,13 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
 
     def __init__(self) -> None:
         self._announced: dict[int, tuple[broker_pb.ConnInfo, float]] = {}
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        # One condition per id being waited for (all on ``_changed``'s lock): an
+        # announcement wakes the one call waiting for it. Waking every waiter on every
+        # announcement cost O(n^2) wake-ups in a burst of n executions, which starved
+        # the thread reading the stream and held the burst's starts back.
+        self._waiters: dict[int, threading.Condition] = {}
         self._outgoing: queue.Queue[broker_pb.ConnInfo | None] = queue.Queue()
         self._closed = False
         self._channels: dict[str, grpc.Channel] = {}
@@ -101,14 +107,17 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
                     self._announced[info.service_id] = (info, now)
                     if len(self._announced) > _PRUNE_ABOVE:
                         self._prune(now)
-                    self._changed.notify_all()
+                    waiter = self._waiters.get(info.service_id)
+                    if waiter is not None:
+                        waiter.notify_all()
         except grpc.RpcError as exc:
             log.debug("broker stream ended: %s", exc)
         finally:
             # As in go-plugin, the broker is closed for good once its stream ends.
             with self._changed:
                 self._closed = True
-                self._changed.notify_all()
+                for waiter in self._waiters.values():
+                    waiter.notify_all()
             self._outgoing.put(None)
 
     def _take(self, service_id: int, deadline: float) -> broker_pb.ConnInfo:
@@ -116,17 +125,23 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
             if service_id not in self._announced:
                 # The RPC carrying the id can overtake its announcement (go-plugin §6.2.4).
                 log.debug("waiting for connection info", extra={"service_id": service_id})
-            while True:
-                now = time.monotonic()
-                self._prune(now, keep=service_id)
-                entry = self._announced.pop(service_id, None)
-                if entry is not None:
-                    return entry[0]
-                if self._closed:
-                    raise BrokerClosed("broker closed")
-                if now >= deadline:
-                    raise TimeoutError("timeout waiting for connection info")
-                self._changed.wait(deadline - now)
+            waiter = self._waiters.get(service_id)
+            if waiter is None:
+                waiter = self._waiters[service_id] = threading.Condition(self._lock)
+            try:
+                while True:
+                    now = time.monotonic()
+                    self._prune(now, keep=service_id)
+                    entry = self._announced.pop(service_id, None)
+                    if entry is not None:
+                        return entry[0]
+                    if self._closed:
+                        raise BrokerClosed("broker closed")
+                    if now >= deadline:
+                        raise TimeoutError("timeout waiting for connection info")
+                    waiter.wait(deadline - now)
+            finally:
+                self._waiters.pop(service_id, None)
 
     def _prune(self, now: float, keep: int = 0) -> None:
         # Unclaimed announcements are forgotten after DIAL_TIMEOUT, as in go-plugin;
