@@ -556,7 +556,9 @@ def execute(request: ExecuteRequest, status: StatusHelper) -> ExecuteResponse:
         job = _parse(request)
     except ConfigError as exc:
         return ExecuteResponse(error=str(exc))
-    log.info("shell: going to run %s", job.command, extra={"job": request.job_name})
+    # Debug, as Dkron's (a plain Printf that go-plugin's host logs at debug): at info,
+    # every run cost a JSON log line here, its parse in the agent, and a lock both sides.
+    log.debug("shell: going to run %s", job.command, extra={"job": request.job_name})
     try:
         process = subprocess.Popen(
             job.argv,
