@@ -5,16 +5,18 @@
                             [--out PATH] [--workdir DIR]
 
 A cluster of ``dkronctl agent`` processes (tests/cluster/cluster_harness.py), ``--jobs``
-jobs ``@every 1s`` running ``true`` through the builtin shell plugin. ``--spread one`` (the
+jobs ``@every 1s`` running ``date +%s.%N`` through the builtin shell plugin. ``--spread one`` (the
 default) tags every job ``role=dkron:1``: each launch goes to one node picked at random
 among all of them, so the offered load is JOBS executions/s spread over the nodes;
 ``--spread all`` runs every launch on every node (JOBS x nodes executions/s).
 
 Measured over ``--window`` seconds after ``--warmup``: executions finished per second (the
-mean, and the slowest single second), start lag = ``started_at - scheduled_at`` and
-completion lag = ``finished_at - scheduled_at`` (p50/p99), launches of the window that
+mean, and the slowest single second), start lag on the job's own clock = the time
+``date`` printed - ``scheduled_at`` (so fork and exec count; the dispatcher's
+``started_at`` stamp is reported beside it as "stamped"), completion lag =
+``finished_at - scheduled_at`` (p50/p99), launches of the window that
 never started, failures, CPU seconds and RSS of every node process. The baseline, run after
-the cluster is gone, is bench/scheduler.py's bare fork-exec loop of ``true`` at the same
+the cluster is gone, is bench/scheduler.py's bare fork-exec loop of the same command at the same
 rate (a thread pool fed on every whole second). Prints a table and writes JSON.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests" / "cluster"))
+sys.path.insert(2, str(Path(__file__).resolve().parent.parent / "tests"))
 from _common import (
     check_target,
     loadavg,
@@ -42,7 +45,7 @@ from _common import (
     write_report,
 )
 from cluster_harness import ZERO_TIME, Cluster, Node, epoch
-from scheduler import DEFAULT_POOL, CpuMeter, phase_bare, window_stats
+from scheduler import COMMAND, DEFAULT_POOL, CpuMeter, own_start, phase_bare, window_stats
 
 TARGETS: dict[str, tuple[float, bool]] = {
     # name: (goal, higher is better)
@@ -73,7 +76,7 @@ def job_spec(name: str, spread: str) -> dict[str, Any]:
         "name": name,
         "schedule": "@every 1s",
         "executor": "shell",
-        "executor_config": {"command": "true"},
+        "executor_config": {"command": " ".join(COMMAND)},
     }
     if spread == "one":
         spec["tags"] = {"role": "dkron:1"}
@@ -134,9 +137,24 @@ def run_cluster(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for e in executions
         if e["finished_at"] != ZERO_TIME
     ]
-    complete = [(s, b, f) for s, b, f in runs if s is not None and b is not None and f is not None]
+    stamped = [(s, b, f) for s, b, f in runs if s is not None and b is not None and f is not None]
+    # The job's own clock: the start time `date` printed, in place of the stamp.
+    complete = []
+    unclocked = 0
+    for e in executions:
+        scheduled, finished = epoch(e.get("scheduled_at")), epoch(e["finished_at"])
+        if e["finished_at"] == ZERO_TIME or scheduled is None or finished is None:
+            continue
+        started = own_start(e.get("output") or "")
+        if started is None:
+            unclocked += 1
+        else:
+            complete.append((scheduled, started, finished))
     per_launch = 1 if args.spread == "one" else len(nodes)
-    result = window_stats(complete, t0, t1, args.jobs * args.window * per_launch)
+    expected = args.jobs * args.window * per_launch
+    result = window_stats(complete, t0, t1, expected)
+    result["stamped_lag_ms"] = window_stats(stamped, t0, t1, expected)["lag_ms"]
+    result["runs_without_own_clock"] = unclocked
     per_second = [
         sum(1 for _, _, finished in complete if second <= finished < second + 1)
         for second in range(t0, t1)
@@ -201,9 +219,16 @@ def build_rows(ours: dict[str, Any], bare: dict[str, Any] | None) -> list[tuple[
             "-",
         ),
         (
-            "start lag p50 / p99 (ms)",
+            "start lag, job's own clock, p50 / p99 (ms)",
             f"{fmt(get(ours, 'lag_ms', 'p50'))} / {fmt(get(ours, 'lag_ms', 'p99'))}",
             f"{fmt(get(bare, 'lag_ms', 'p50'))} / {fmt(get(bare, 'lag_ms', 'p99'))}",
+            "-",
+        ),
+        (
+            "  stamped by the dispatcher, p50 / p99 (ms)",
+            f"{fmt(get(ours, 'stamped_lag_ms', 'p50'))} / "
+            f"{fmt(get(ours, 'stamped_lag_ms', 'p99'))}",
+            "-",
             "-",
         ),
         (
@@ -295,7 +320,7 @@ def main() -> None:
     bare = None
     if not args.skip_baseline:
         rate = ours["expected"] // args.window
-        print(f"  bare fork-exec loop of `true` at {rate}/s (load {loadavg()[0]})")
+        print(f"  bare fork-exec loop of `{' '.join(COMMAND)}` at {rate}/s (load {loadavg()[0]})")
         bare = phase_bare(rate, args.window, args.warmup, args.pool)
         bare["loadavg_after"] = loadavg()
     machine["loadavg_at_end"] = loadavg()
