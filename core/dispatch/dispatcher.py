@@ -603,7 +603,7 @@ class Dispatcher:
     # -- notifications: they only schedule background work and must never stop a run ----
 
     async def _notify_pre(self, job: Job, execution: Execution) -> None:
-        if self._notifier is None:
+        if self._notifier is None or not self._notifier.active:
             return
         try:
             await self._notifier.pre(job, execution)
@@ -611,7 +611,9 @@ class Dispatcher:
             log.exception("pre-notification for %r not sent", job.name)
 
     async def _notify_post(self, job: Job, execution: Execution) -> None:
-        if self._notifier is None:
+        # Not even the run's attempts are gathered (a pass over the job's history) when
+        # no notification is configured.
+        if self._notifier is None or not self._notifier.active:
             return
         group = sorted(
             (e for e in self._store.state.executions_of(job.name) if e.group == execution.group),

@@ -71,6 +71,12 @@ class Notifier:
         if config.mail and not config.mail_from:
             log.warning("mail-host is set but mail-from is empty: execution emails will fail")
 
+    @property
+    def active(self) -> bool:
+        """Whether any notification is configured (if not, the hooks need not be called)."""
+        config = self.config
+        return bool(config.cronitor_endpoint or config.pre_webhook or config.mail or config.webhook)
+
     # -- hooks (called by the dispatcher; they only schedule work) -------------------------
 
     async def pre(self, job: Job, execution: Execution) -> None:
@@ -111,11 +117,15 @@ class Notifier:
         if config.cronitor_endpoint:
             state = "complete" if execution.success else "fail"
             work.append(("cronitor", lambda: self._cronitor(state, execution, series)))
-        data = TemplateData.build(execution, group, self.node_name)
-        if config.mail and job.owner_email:
+        mail = bool(config.mail and job.owner_email)
+        webhook = bool(config.webhook and self._webhook_wanted(execution.success))
+        # The template data (Go time strings of every attempt) only when something
+        # renders it: it was built for every run, a notifier configured or not.
+        data = TemplateData.build(execution, group, self.node_name) if mail or webhook else None
+        if mail and data is not None:
             body = render_payload(config.mail_payload, data) if config.mail_payload else data.output
             work.append(("mail", lambda: self._mail(job.owner_email, execution, body)))
-        if config.webhook and self._webhook_wanted(execution.success):
+        if webhook and data is not None:
             work.append(
                 (
                     "webhook",
