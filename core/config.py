@@ -214,6 +214,14 @@ class AgentConfig:
         "On SIGTERM, wait this long for running executions (30s).",
         metavar="DURATION",
     )
+    # Not in Dkron (its Go plugins take calls on many threads); one Python plugin process
+    # takes in about one call per millisecond, so a burst can be spread over several.
+    executor_processes: int = setting(
+        1,
+        positive,
+        "Processes of each executor plugin; runs go to the least busy (1).",
+        metavar="N",
+    )
     # Not in Dkron, whose leader starts every fire at once however many there are; above
     # this node's capacity that meant lag growing by the second (core.dispatch.backlog).
     dispatch_concurrency: int = setting(
@@ -334,7 +342,11 @@ class AgentConfig:
             max_history=self.max_history,
             output_limit=self.output_limit,
             dispatch=BacklogLimits(slots=self.dispatch_concurrency),
-            plugins=RuntimeSettings(plugin_dir=self.plugin_dir, output_limit=self.output_limit),
+            plugins=RuntimeSettings(
+                plugin_dir=self.plugin_dir,
+                output_limit=self.output_limit,
+                executor_processes=self.executor_processes,
+            ),
             # Every notification setting, by name (NotifyConfig's own fields are its API).
             notify=NotifyConfig(
                 **{f.name: getattr(self, f.name) for f in fields(NotifyConfig) if f.name in _NAMES}

@@ -41,6 +41,10 @@ class RuntimeSettings:
     eager: bool = True
     shutdown_grace: float = 2.0
     processor_timeout: float = DEFAULT_PROCESS_TIMEOUT
+    # Processes of each executor plugin; a run goes to the one with the fewest runs in
+    # flight. One Python plugin process takes in ~1 call per ms (gRPC's synchronous
+    # server hands every call over on one thread), so a burst is spread over several.
+    executor_processes: int = 1
 
 
 class PluginRuntime:
@@ -53,6 +57,9 @@ class PluginRuntime:
         self.search_path = list(search_path or default_search_path(settings.plugin_dir))
         self.discovery = Discovery()
         self.executors: dict[str, ManagedPlugin] = {}
+        # Further processes of each executor (settings.executor_processes - 1 of them).
+        self._spares: dict[str, list[ManagedPlugin]] = {}
+        self._in_flight: dict[int, int] = {}  # id(ManagedPlugin) -> runs in flight
         self.binary_processors: dict[str, ManagedPlugin] = {}
         self.processors = ProcessorDispatcher(load_entry_points=settings.load_entry_points)
         self._starting: set[asyncio.Task[None]] = set()
@@ -68,6 +75,11 @@ class PluginRuntime:
             for name, binary in found.items()
         }
 
+    def _add_spares(self, executors: Mapping[str, ManagedPlugin]) -> None:
+        extra = max(0, self.settings.executor_processes - 1)
+        for name, primary in executors.items():
+            self._spares[name] = [self._managed({name: primary.binary})[name] for _ in range(extra)]
+
     async def start(self, *, wait: bool = True) -> None:
         """Discover the plugins and, when eager, start them all: awaited, or with
         ``wait=False`` in the background (the agent must serve meanwhile: a plugin that
@@ -75,6 +87,7 @@ class PluginRuntime:
         """
         self.discovery = discover(self.search_path)
         self.executors = self._managed(self.discovery.of_kind("executor"))
+        self._add_spares(self.executors)
         self.binary_processors = self._managed(self.discovery.of_kind("processor"))
         self.processors.register_binaries(
             self.binary_processors.values(),
@@ -111,13 +124,19 @@ class PluginRuntime:
             for name in [n for n in loaded if n not in current]:
                 log.info("plugin %r (%s) is gone from the plugin directories", name, kind)
                 await loaded.pop(name).close(self.settings.shutdown_grace)
+                for spare in self._spares.pop(name, []) if kind == "executor" else []:
+                    await spare.close(self.settings.shutdown_grace)
                 if kind == "processor":
                     self.processors.unregister_binary(name)
             fresh = self._managed({n: b for n, b in current.items() if n not in loaded})
             loaded.update(fresh)
+            if kind == "executor":
+                self._add_spares(fresh)
             added += [f"{kind} {n}" for n in sorted(fresh)]
             for name, binary in current.items():
                 loaded[name].binary = binary  # a new path applies from its next start
+                for spare in self._spares.get(name, []) if kind == "executor" else []:
+                    spare.binary = binary
             if kind == "processor":
                 self.processors.register_binaries(
                     fresh.values(), asyncio.get_running_loop(), self.settings.processor_timeout
@@ -128,7 +147,15 @@ class PluginRuntime:
         return added
 
     def _all(self) -> list[ManagedPlugin]:
-        return [*self.executors.values(), *self.binary_processors.values()]
+        spares = [spare for group in self._spares.values() for spare in group]
+        return [*self.executors.values(), *spares, *self.binary_processors.values()]
+
+    def _least_busy(self, name: str, primary: ManagedPlugin) -> ManagedPlugin:
+        spares = self._spares.get(name)
+        if not spares:
+            return primary
+        # Ties go to the first (the primary), so a quiet agent uses one process.
+        return min([primary, *spares], key=lambda p: self._in_flight.get(id(p), 0))
 
     async def _start_one(self, plugin: ManagedPlugin) -> None:
         # Unlike Dkron, a broken plugin does not abort the agent: its jobs fail
@@ -154,14 +181,20 @@ class PluginRuntime:
             known = ", ".join(sorted(self.executors)) or "none"
             error = f"executor {executor!r} not found in {self._where()} (available: {known})"
             return ExecutionOutcome(False, error.encode() + b"\n", error)
-        return await run_execution(
-            plugin,
-            job_name,
-            config,
-            on_output=on_output,
-            timeout=timeout,
-            output_limit=self.settings.output_limit,
-        )
+        plugin = self._least_busy(executor, plugin)
+        key = id(plugin)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            return await run_execution(
+                plugin,
+                job_name,
+                config,
+                on_output=on_output,
+                timeout=timeout,
+                output_limit=self.settings.output_limit,
+            )
+        finally:
+            self._in_flight[key] -= 1
 
     def _where(self) -> str:
         return ", ".join(str(p) for p in self.search_path)
@@ -177,11 +210,13 @@ class PluginRuntime:
     def issues(self) -> list[str]:
         """What is wrong with the plugins now (for /health): each one whose last start
         failed and that is not running since."""
-        found = []
+        found: list[str] = []
         for plugin in self._all():
             state = plugin.state
             if not state.running and state.failures and state.last_error:
-                found.append(f"plugin {plugin.name}: {state.last_error}")
+                issue = f"plugin {plugin.name}: {state.last_error}"
+                if issue not in found:  # one line for all processes of a plugin
+                    found.append(issue)
         return found
 
     async def close(self) -> None:

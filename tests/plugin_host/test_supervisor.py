@@ -347,3 +347,35 @@ async def test_a_plugin_ignoring_shutdown_is_killed_after_the_grace(
     asked = pid_dir / f"dkron-executor-stubborn.{stubborn.process.pid}.shutdown"
     assert asked.exists(), "the host must send Controller.Shutdown before killing"
     assert wait_gone(recorded_pids(pid_dir)) == []
+
+
+async def test_with_two_processes_a_second_run_in_flight_goes_to_the_other(
+    plugin_dir: Path, pid_dir: Path, tmp_path: Path
+) -> None:
+    install(plugin_dir, "executor", "fake", "executor")
+    go = tmp_path / "go"
+    async with runtime_for(plugin_dir, executor_processes=2) as runtime:
+        # Both processes are started with the agent, not on the first burst.
+        assert len(recorded_pids(pid_dir)) == 2
+        running = asyncio.Event()
+
+        def on_output(chunk: bytes, is_error: bool) -> None:
+            running.set()
+
+        busy = asyncio.ensure_future(
+            runtime.execute(
+                "fake", "busy", {"wait_file": str(go), "stream": "up\n"}, on_output=on_output
+            )
+        )
+        await asyncio.wait_for(running.wait(), 10)
+        # The held run is in flight: the next one must go to the idle process.
+        second = await runtime.execute("fake", "second", {})
+        go.touch()
+        held = await busy
+        # Nothing in flight: ties go to the first process, so a quiet agent uses one.
+        third = await runtime.execute("fake", "third", {})
+    assert held.success and second.success and third.success
+    primary = pid_of(third.output)
+    assert pid_of(second.output) != primary
+    assert pid_of(held.output) == primary
+    assert wait_gone(recorded_pids(pid_dir)) == []
