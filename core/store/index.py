@@ -1,0 +1,288 @@
+"""Indexes over the stored jobs, so a page of ``GET /v1/jobs`` costs about the page.
+
+One sorted list per sortable field holds ``(value, name)``: the value the list order
+compares (strings lower-cased, as BuntDB's JSON index does; a missing time below every
+time) and the name as the tie-break. Names sort ascending within a tie in both
+directions, as before (a stable sort of the name-ordered jobs, reversed or not).
+The filters are sets of names: one per metadata ``key=value``, per status and per
+``disabled`` value.
+
+A page without filters is a slice of a sorted list. With filters the total is the size
+of the intersection (computed from the smallest set, never from all jobs); the page then
+comes from walking the sort order and testing membership when the matches are dense, or
+from sorting just the matches when they are few. ``q`` (a substring of the name or
+display name) has no index: it is tested on the candidates the other filters leave,
+which is every job when it is the only filter.
+
+:class:`JobIndex` sees every change as an old/new pair of jobs (``StoreState._put_job``
+and ``_remove_job``); a stored job is never mutated in place, so the old job still
+yields the entries it was indexed under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Final
+
+from sortedcontainers import SortedList
+
+if TYPE_CHECKING:
+    from core.jobs.model import Job
+
+__all__ = ["JobIndex", "sort_value"]
+
+
+class _Lowest:
+    """Below every value (a nullable time that is None sorts first)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return other is not self
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __ge__(self, other: object) -> bool:
+        return other is self
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "<lowest>"
+
+
+class _Highest:
+    """Above every name: ``(value, _HIGHEST)`` bisects past all ties of ``value``."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return other is self
+
+    def __gt__(self, other: object) -> bool:
+        return other is not self
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __hash__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return "<highest>"
+
+
+_LOWEST: Final = _Lowest()
+_HIGHEST: Final = _Highest()
+_EMPTY: Final[frozenset[str]] = frozenset()
+
+# Matches denser than this are found by walking the sort order; sparser ones are sorted.
+# Sorting one match costs about this many steps of the walk (key, compare, build).
+_SORT_COST = 4
+
+
+def sort_value(field: str, job: Job) -> Any:
+    """What the order by ``field`` compares (the tie-break by name aside)."""
+    value = getattr(job, field)
+    if value is None:
+        return _LOWEST
+    if isinstance(value, str):
+        lowered = value.lower()
+        return value if lowered == value else lowered  # keep the job's string when equal
+    return value
+
+
+def _filter_keys(job: Job) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = [("status", job.status), ("disabled", str(job.disabled).lower())]
+    if job.metadata:
+        keys.extend(("metadata", k, v) for k, v in job.metadata.items())
+    return keys
+
+
+class JobIndex:
+    def __init__(self, fields: Iterable[str]) -> None:
+        # `name` is ordered by the names themselves (case-sensitive, as the store's keys).
+        self._fields = tuple(f for f in fields if f != "name")
+        self.names: Any = SortedList()
+        self._by: dict[str, Any] = {f: SortedList() for f in self._fields}
+        self._sets: dict[tuple[str, ...], set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def put(self, old: Job | None, new: Job) -> None:
+        name = new.name
+        if old is None:
+            self.names.add(name)
+            for field, order in self._by.items():
+                order.add((sort_value(field, new), name))
+            for key in _filter_keys(new):
+                self._sets.setdefault(key, set()).add(name)
+            return
+        for field, order in self._by.items():
+            before, after = sort_value(field, old), sort_value(field, new)
+            if before is not after and before != after:
+                order.remove((before, name))
+                order.add((after, name))
+        before_keys, after_keys = _filter_keys(old), _filter_keys(new)
+        if before_keys != after_keys:
+            for key in set(before_keys) - set(after_keys):
+                self._discard(key, name)
+            for key in set(after_keys) - set(before_keys):
+                self._sets.setdefault(key, set()).add(name)
+
+    def remove(self, job: Job) -> None:
+        name = job.name
+        self.names.remove(name)
+        for field, order in self._by.items():
+            order.remove((sort_value(field, job), name))
+        for key in _filter_keys(job):
+            self._discard(key, name)
+
+    def _discard(self, key: tuple[str, ...], name: str) -> None:
+        members = self._sets.get(key)
+        if members is not None:
+            members.discard(name)
+            if not members:
+                del self._sets[key]
+
+    def rebuild(self, jobs: Mapping[str, Job]) -> None:
+        """Index ``jobs`` afresh (a restored snapshot): one sort per field."""
+        self.names = SortedList(jobs)
+        self._by = {
+            f: SortedList((sort_value(f, job), name) for name, job in jobs.items())
+            for f in self._fields
+        }
+        self._sets = {}
+        for name, job in jobs.items():
+            for key in _filter_keys(job):
+                members = self._sets.get(key)
+                if members is None:
+                    self._sets[key] = {name}
+                else:
+                    members.add(name)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def filter_sets(
+        self, metadata: Mapping[str, str], status: str | None, disabled: str | None
+    ) -> list[Collection[str]]:
+        """The name sets a job must be in, smallest first (an empty one: no match)."""
+        keys: list[tuple[str, ...]] = [("metadata", k, v) for k, v in metadata.items()]
+        if status is not None:
+            keys.append(("status", "" if status == "untriggered" else status))
+        if disabled is not None:
+            keys.append(("disabled", disabled))
+        found: list[Collection[str]] = [self._sets.get(key, _EMPTY) for key in keys]
+        found.sort(key=len)
+        return found
+
+    def ordered(self, sort: str, descending: bool, start: int = 0) -> Iterator[str]:
+        """Every name in the order of ``sort``, from position ``start`` on."""
+        if sort == "name":
+            if descending:
+                stop = len(self.names) - start
+                return iter(self.names.islice(0, max(stop, 0), reverse=True))
+            return iter(self.names.islice(start))
+        order = self._by[sort]
+        if descending:
+            return self._descending(order, start)
+        return (name for _, name in order.islice(start))
+
+    @staticmethod
+    def _descending(order: Any, start: int) -> Iterator[str]:
+        # Values from the highest down, each value's names ascending: a group of equal
+        # values is found by bisecting, so a position is reached without walking to it.
+        size = len(order)
+        position = start
+        while position < size:
+            value = order[size - 1 - position][0]
+            low = order.bisect_left((value,))
+            high = order.bisect_left((value, _HIGHEST))
+            # The group holds descending positions [size - high, size - low).
+            skip = position - (size - high)
+            for _, name in order.islice(low + skip, high):
+                yield name
+            position = size - low
+
+    def sort_names(
+        self, names: Iterable[str], jobs: Mapping[str, Job], sort: str, descending: bool
+    ) -> list[str]:
+        """``names`` in the order :meth:`ordered` gives them (for a few names)."""
+        if sort == "name":
+            return sorted(names, reverse=descending)
+        ordered = sorted(names)
+        ordered.sort(key=lambda n: sort_value(sort, jobs[n]), reverse=descending)
+        return ordered
+
+    def page(
+        self,
+        jobs: Mapping[str, Job],
+        sort: str,
+        descending: bool,
+        metadata: Mapping[str, str],
+        status: str | None,
+        disabled: str | None,
+        q: str,
+        window: Any,
+    ) -> tuple[list[str], int]:
+        """The names of one page and the filtered total. ``window(total)`` gives the
+        page's ``(start, end)`` once the total is known (and raises for a bad range)."""
+        sets = self.filter_sets(metadata, status, disabled)
+        size = len(self.names)
+        if not sets and not q:
+            start, end = window(size)
+            return list(islice(self.ordered(sort, descending, start), end - start)), size
+        members: Collection[str]
+        if sets and not sets[0]:
+            members = _EMPTY
+        elif len(sets) == 1 and not q:
+            members = sets[0]
+        else:
+            source: Iterable[str] = sets[0] if sets else self.names
+            rest = sets[1:]
+
+            def matches(name: str) -> bool:
+                if not all(name in other for other in rest):
+                    return False
+                if q:
+                    job = jobs[name]
+                    return q in job.name or q in job.displayname
+                return True
+
+            members = {name for name in source if matches(name)}
+        total = len(members)
+        start, end = window(total)
+        if end <= start:
+            return [], total
+        # Walking the order visits about end * size / total names; sorting costs total.
+        if total * total * _SORT_COST <= end * size:
+            return self.sort_names(members, jobs, sort, descending)[start:end], total
+        found: list[str] = []
+        skipped = 0
+        for name in self.ordered(sort, descending):
+            if name in members:
+                if skipped < start:
+                    skipped += 1
+                    continue
+                found.append(name)
+                if len(found) == end - start:
+                    break
+        return found, total
