@@ -121,12 +121,140 @@ def _filter_keys(job: Job) -> list[tuple[str, ...]]:
     return keys
 
 
+class _Pairs:
+    """One order as a sorted list of ``(value, name)``: for fields whose values are
+    mostly distinct (a position is found by bisecting, whatever the page). The names
+    without a value (a time not set yet: they sort first) are a list of their own, at
+    8 bytes a name instead of a pair's 64."""
+
+    __slots__ = ("_order", "_unset")
+
+    def __init__(self, pairs: Iterable[tuple[Any, str]] = ()) -> None:
+        unset: list[str] = []
+        valued: list[tuple[Any, str]] = []
+        for pair in pairs:
+            if pair[0] is _LOWEST:
+                unset.append(pair[1])
+            else:
+                valued.append(pair)
+        self._order: Any = SortedList(valued)
+        self._unset: Any = SortedList(unset)
+
+    def add(self, value: Any, name: str) -> None:
+        if value is _LOWEST:
+            self._unset.add(name)
+        else:
+            self._order.add((value, name))
+
+    def remove(self, value: Any, name: str) -> None:
+        if value is _LOWEST:
+            self._unset.remove(name)
+        else:
+            self._order.remove((value, name))
+
+    def names(self, start: int, descending: bool) -> Iterator[str]:
+        unset, valued = len(self._unset), len(self._order)
+        if not descending:
+            if start < unset:
+                yield from self._unset.islice(start)
+            yield from self._valued(max(start - unset, 0))
+            return
+        if start < valued:
+            yield from self._descending(start)
+        yield from self._unset.islice(max(start - valued, 0))  # ties: names ascending
+
+    def _valued(self, start: int) -> Iterator[str]:
+        for _, name in self._order.islice(start):
+            yield name
+
+    def _descending(self, start: int) -> Iterator[str]:
+        # Values from the highest down, each value's names ascending: a group of equal
+        # values is found by bisecting, so a position is reached without walking to it.
+        order = self._order
+        size = len(order)
+        position = start
+        while position < size:
+            value = order[size - 1 - position][0]
+            low = order.bisect_left((value,))
+            high = order.bisect_left((value, _HIGHEST))
+            # The group holds descending positions [size - high, size - low).
+            skip = position - (size - high)
+            for _, name in order.islice(low + skip, high):
+                yield name
+            position = size - low
+
+
+class _Groups:
+    """One order as the sorted distinct values, each with its names (a lone name as
+    itself, more as a sorted list): for fields with few distinct values (schedules,
+    counters), where a pair per job would cost 64 bytes and a name in a group 8. A
+    position is found by walking the groups before it."""
+
+    __slots__ = ("_groups", "_values")
+
+    def __init__(self, pairs: Iterable[tuple[Any, str]] = ()) -> None:
+        grouped: defaultdict[Any, list[str]] = defaultdict(list)
+        for value, name in pairs:
+            grouped[value].append(name)
+        self._values: Any = SortedList(grouped)
+        self._groups: dict[Any, Any] = {
+            value: names[0] if len(names) == 1 else SortedList(names)
+            for value, names in grouped.items()
+        }
+
+    def add(self, value: Any, name: str) -> None:
+        group = self._groups.get(value)
+        if group is None:
+            self._groups[value] = name
+            self._values.add(value)
+        elif type(group) is str:
+            self._groups[value] = SortedList((group, name))
+        else:
+            group.add(name)
+
+    def remove(self, value: Any, name: str) -> None:
+        group = self._groups[value]
+        if type(group) is str:
+            if group != name:
+                raise ValueError(f"{name!r} is not indexed under {value!r}")
+            del self._groups[value]
+            self._values.remove(value)
+        else:
+            group.remove(name)
+            if len(group) == 1:
+                self._groups[value] = group[0]
+
+    def names(self, start: int, descending: bool) -> Iterator[str]:
+        values = reversed(self._values) if descending else iter(self._values)
+        for value in values:
+            group = self._groups[value]
+            if type(group) is str:
+                if start:
+                    start -= 1
+                else:
+                    yield group
+                continue
+            if start >= len(group):
+                start -= len(group)
+                continue
+            yield from group.islice(start)  # names ascending in both directions
+            start = 0
+
+
+# Fields with few distinct values in practice.
+_GROUPED_FIELDS = frozenset({"schedule", "success_count", "error_count"})
+
+
+def _order_for(field: str, pairs: Iterable[tuple[Any, str]] = ()) -> _Pairs | _Groups:
+    return _Groups(pairs) if field in _GROUPED_FIELDS else _Pairs(pairs)
+
+
 class JobIndex:
     def __init__(self, fields: Iterable[str]) -> None:
         # `name` is ordered by the names themselves (case-sensitive, as the store's keys).
         self._fields = tuple(f for f in fields if f != "name")
         self.names: Any = SortedList()
-        self._by: dict[str, Any] = {f: SortedList() for f in self._fields}
+        self._by: dict[str, _Pairs | _Groups] = {f: _order_for(f) for f in self._fields}
         self._sets: dict[tuple[str, ...], set[str]] = {}
 
     def __len__(self) -> int:
@@ -139,15 +267,18 @@ class JobIndex:
         if old is None:
             self.names.add(name)
             for field, order in self._by.items():
-                order.add((sort_value(field, new), name))
+                order.add(sort_value(field, new), name)
             for key in _filter_keys(new):
                 self._sets.setdefault(key, set()).add(name)
             return
         for field, order in self._by.items():
+            raw_before, raw_after = getattr(old, field), getattr(new, field)
+            if raw_before is raw_after or raw_before == raw_after:
+                continue  # the usual case (SetNext changes one field): no lower(), no bisect
             before, after = sort_value(field, old), sort_value(field, new)
-            if before is not after and before != after:
-                order.remove((before, name))
-                order.add((after, name))
+            if before != after:
+                order.remove(before, name)
+                order.add(after, name)
         before_keys, after_keys = _filter_keys(old), _filter_keys(new)
         if before_keys != after_keys:
             for key in set(before_keys) - set(after_keys):
@@ -159,7 +290,7 @@ class JobIndex:
         name = job.name
         self.names.remove(name)
         for field, order in self._by.items():
-            order.remove((sort_value(field, job), name))
+            order.remove(sort_value(field, job), name)
         for key in _filter_keys(job):
             self._discard(key, name)
 
@@ -185,7 +316,7 @@ class JobIndex:
     def _rebuild(self, jobs: Mapping[str, Job]) -> None:
         self.names = SortedList(jobs)
         self._by = {
-            f: SortedList((sort_value(f, job), name) for name, job in jobs.items())
+            f: _order_for(f, ((sort_value(f, job), name) for name, job in jobs.items()))
             for f in self._fields
         }
         # Lists first, each made a set once: far cheaper than growing millions of sets.
@@ -220,26 +351,7 @@ class JobIndex:
                 stop = len(self.names) - start
                 return iter(self.names.islice(0, max(stop, 0), reverse=True))
             return iter(self.names.islice(start))
-        order = self._by[sort]
-        if descending:
-            return self._descending(order, start)
-        return (name for _, name in order.islice(start))
-
-    @staticmethod
-    def _descending(order: Any, start: int) -> Iterator[str]:
-        # Values from the highest down, each value's names ascending: a group of equal
-        # values is found by bisecting, so a position is reached without walking to it.
-        size = len(order)
-        position = start
-        while position < size:
-            value = order[size - 1 - position][0]
-            low = order.bisect_left((value,))
-            high = order.bisect_left((value, _HIGHEST))
-            # The group holds descending positions [size - high, size - low).
-            skip = position - (size - high)
-            for _, name in order.islice(low + skip, high):
-                yield name
-            position = size - low
+        return self._by[sort].names(start, descending)
 
     def sort_names(
         self, names: Iterable[str], jobs: Mapping[str, Job], sort: str, descending: bool
