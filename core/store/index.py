@@ -279,6 +279,12 @@ class JobIndex:
             if before != after:
                 order.remove(before, name)
                 order.add(after, name)
+        if (
+            old.status == new.status
+            and old.disabled == new.disabled
+            and (old.metadata is new.metadata or old.metadata == new.metadata)
+        ):
+            return  # the filters' keys are the same (SetNext, a counter)
         before_keys, after_keys = _filter_keys(old), _filter_keys(new)
         if before_keys != after_keys:
             for key in set(before_keys) - set(after_keys):
