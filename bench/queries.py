@@ -81,12 +81,16 @@ QUERIES: list[tuple[str, str, JobQuery]] = [
        metadata={"env": "prod"}, sort="displayname"),
     _q("disabled=true, sort success_count", "disabled=true&_sort=success_count",
        disabled="true", sort="success_count"),
+    _q("q=job-00999 (no index: a scan)", "q=job-00999", q="job-00999"),
+    _q("q=job-00999, metadata team=t3", "q=job-00999&metadata[team]=t3", q="job-00999",
+       metadata={"team": "t3"}),
 ]  # fmt: skip
 
 
 def page(query: JobQuery) -> JobQuery:
     return JobQuery(
         metadata=query.metadata,
+        q=query.q,
         status=query.status,
         disabled=query.disabled,
         sort=query.sort,

@@ -397,8 +397,12 @@ class JobIndex:
         else:
             members = self.names
         if q:
-            # No index for a substring: test the candidates the other filters leave.
-            members = {n for n in members if q in n or q in jobs[n].displayname}
+            # No index for a substring: test the candidates the other filters leave
+            # (every job when there is no other filter).
+            if sets:
+                members = {n for n in members if q in n or q in jobs[n].displayname}
+            else:
+                members = {n for n, job in jobs.items() if q in n or q in job.displayname}
         total = len(members)
         start, end = window(total)
         if end <= start:
