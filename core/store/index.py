@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
@@ -378,7 +378,7 @@ class JobIndex:
         status: str | None,
         disabled: str | None,
         q: str,
-        window: Any,
+        window: Callable[[int], tuple[int, int]],
     ) -> tuple[list[str], int]:
         """The names of one page and the filtered total. ``window(total)`` gives the
         page's ``(start, end)`` once the total is known (and raises for a bad range)."""
@@ -388,21 +388,18 @@ class JobIndex:
             start, end = window(size)
             return list(islice(self.ordered(sort, descending, start), end - start)), size
         members: Collection[str]
-        if sets and not sets[0]:
-            members = _EMPTY
-        elif len(sets) == 1:
-            members = sets[0]
-        elif sets:
-            members = sets[0].intersection(*sets[1:])  # walks the smallest, in C
+        if not sets:
+            # q alone. No index for a substring: every job is a candidate.
+            members = {n for n, job in jobs.items() if q in n or q in job.displayname}
         else:
-            members = self.names
-        if q:
-            # No index for a substring: test the candidates the other filters leave
-            # (every job when there is no other filter).
-            if sets:
-                members = {n for n in members if q in n or q in jobs[n].displayname}
+            if not sets[0]:
+                members = _EMPTY
+            elif len(sets) == 1:
+                members = sets[0]
             else:
-                members = {n for n, job in jobs.items() if q in n or q in job.displayname}
+                members = sets[0].intersection(*sets[1:])  # walks the smallest, in C
+            if q:  # tested on the candidates the other filters leave
+                members = {n for n in members if q in n or q in jobs[n].displayname}
         total = len(members)
         start, end = window(total)
         if end <= start:
