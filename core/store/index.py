@@ -1,13 +1,15 @@
 """Indexes over the stored jobs, so a page of ``GET /v1/jobs`` costs about the page.
 
-One sorted list per sortable field holds ``(value, name)``: the value the list order
-compares (strings lower-cased, as BuntDB's JSON index does; a missing time below every
-time) and the name as the tie-break. Names sort ascending within a tie in both
-directions, as before (a stable sort of the name-ordered jobs, reversed or not).
-The filters are sets of names: one per metadata ``key=value``, per status and per
-``disabled`` value.
+The names are a sorted list (the ``name`` order, case-sensitive like the store's keys).
+Every other sortable field has an order of the value it compares (strings lower-cased,
+as BuntDB's JSON index does; a missing time below every time) with the name as the
+tie-break: names ascend within a tie in both directions, as before (a stable sort of the
+name-ordered jobs, reversed or not). A field of mostly distinct values keeps sorted
+``(value, name)`` pairs (:class:`_Pairs`); one of few values keeps each value's names
+(:class:`_Groups`). The filters are sets of names: one per metadata ``key=value``, per
+status and per ``disabled`` value.
 
-A page without filters is a slice of a sorted list. With filters the total is the size
+A page without filters is a slice of an order. With filters the total is the size
 of the intersection (computed from the smallest set, never from all jobs); the page then
 comes from walking the sort order and testing membership when the matches are dense, or
 from sorting just the matches when they are few. ``q`` (a substring of the name or
