@@ -1,8 +1,9 @@
 """Execution history kept compactly: one immutable ``bytes`` record per execution.
 
 A stored :class:`Execution` (a slotted dataclass, three datetimes, a list, strings)
-cost about 6 KB; the record below costs ~110 bytes beside its output. Records are
-decoded into models only when something asks (the API, the dispatcher), and a job's
+cost about 410 bytes beside its output (with its id as a dict key); the record below
+~114. Records are decoded into models only when something asks (the API, the
+dispatcher), and a job's
 history is a tuple of records replaced on every change, so a snapshot can hold the
 old tuple while the state moves on.
 

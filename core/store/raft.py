@@ -334,16 +334,19 @@ class RaftStore:
         self.snapshots_started += 1
         try:
             capture = self.state.capture()
+            job.thread = threading.Thread(
+                target=_write_in_background,
+                args=(job, capture, raft_data),
+                name="raft-snapshot",
+                daemon=True,
+            )
+            job.thread.start()
         except BaseException:
+            # Reported FAILED on the next tick (pysyncobj starts no other snapshot
+            # until this one is reported).
+            job.thread = None
             job.outcome = False
             raise
-        job.thread = threading.Thread(
-            target=_write_in_background,
-            args=(job, capture, raft_data),
-            name="raft-snapshot",
-            daemon=True,
-        )
-        job.thread.start()
 
     def _snapshot_progress(self) -> int:
         """pysyncobj's serializeChecker: the state of the snapshot in the works (on the
