@@ -12,7 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from support import free_port
+from support import free_port, wait_for
 
 from core.jobs.model import Execution, Job
 from core.store import history
@@ -138,3 +138,40 @@ async def test_a_failed_snapshot_keeps_the_previous_one_and_the_journal(tmp_path
         assert sorted(again.state.jobs) == ["first", "second"]
     finally:
         await again.close()
+
+
+async def test_a_server_added_after_compaction_gets_the_snapshot_file(tmp_path: Path) -> None:
+    # The leader's journal no longer holds the state (it was built straight into the
+    # state, then compacted): a new server can only get it from the snapshot file the
+    # thread wrote, sent by pysyncobj once the checker has reported it done.
+    leader_config = RaftConfig(bind=f"127.0.0.1:{free_port()}", data_dir=tmp_path / "a")
+    leader = RaftStore(leader_config, StoreState(max_history=RUNS))
+    for number in range(200):
+        name = f"job-{number:03}"
+        leader.state._put_job(Job(name=name, schedule="@manually"))
+        leader.state.histories[name] = tuple(
+            history.encode(_done_run(name, run)) for run in range(10)
+        )
+    follower_config = RaftConfig(bind=f"127.0.0.1:{free_port()}", data_dir=tmp_path / "b")
+    follower = RaftStore(follower_config, StoreState(max_history=RUNS))
+    await leader.start()
+    try:
+        await leader.apply(SetJob(Job(name="marker", schedule="@manually")))
+        assert await leader.compact()
+        await follower.start([leader_config.bind])
+        await leader.add_peer(follower_config.bind)
+        await wait_for(lambda: len(follower.state.jobs) == len(leader.state.jobs), timeout=30)
+        assert follower.state.jobs == leader.state.jobs
+        assert follower.state.histories == leader.state.histories
+        assert follower.snapshots_started == 0  # it loaded the leader's, wrote none
+    finally:
+        await follower.close()
+        await leader.close()
+
+
+def _done_run(name: str, run: int) -> Execution:
+    return Execution(
+        job_name=name, started_at=T0 + timedelta(seconds=run),
+        finished_at=T0 + timedelta(seconds=run, milliseconds=5), success=True,
+        output=b"out", node_name="node1", group=run, attempt=1,
+    )  # fmt: skip
