@@ -24,7 +24,7 @@ that is ``<started_at UnixNano>-<node_name>``, derived from the record.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
 from core.jobs.model import Execution
@@ -43,6 +43,8 @@ __all__ = [
 _HEAD = struct.Struct("<BqqqqqIIII")
 _ZONES = struct.Struct("<iii")
 _LEN = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_STARTED_AT, _GROUP_AT = 1, 25  # offsets of two fields in _HEAD
 _SUCCESS, _STARTED, _FINISHED, _SCHEDULED, _ZONED = 1, 2, 4, 8, 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -163,24 +165,34 @@ def _parse_id(execution_id: str) -> tuple[int, bytes] | None:
     return nanos // 1000, execution_id[cut + 1 :].encode("utf-8", _TEXT)
 
 
-def find(history: Iterable[bytes], execution_id: str) -> int:
-    """The index of the record with ``execution_id`` in ``history``, or -1."""
+def find(history: Sequence[bytes], execution_id: str) -> int:
+    """The index of the record with ``execution_id`` in ``history``, or -1. From the
+    newest back: a finish or a look-up is most often about a recent run."""
     if execution_id == "":
-        for index, record in enumerate(history):
-            if not record[0] & _STARTED:
+        for index in range(len(history) - 1, -1, -1):
+            if not history[index][0] & _STARTED:
                 return index
         return -1
     wanted = _parse_id(execution_id)
     if wanted is None:
         return -1
     micros, node = wanted
+    size = len(node)
+    try:
+        started = _I64.pack(micros)
+    except struct.error:  # an id no record can have (the API passes ids through)
+        return -1
     head = _HEAD.unpack_from
-    for index, record in enumerate(history):
+    for index in range(len(history) - 1, -1, -1):
+        record = history[index]
+        # A bytes comparison in place first (no tuple, no ints): most records differ there.
+        if not record.startswith(started, _STARTED_AT):
+            continue
         fields = head(record)
-        if fields[1] != micros or not fields[0] & _STARTED or fields[6] != len(node):
+        if not fields[0] & _STARTED or fields[6] != size:
             continue
         at = _node_at(record)
-        if record[at : at + len(node)] == node:
+        if record[at : at + size] == node:
             return index
     return -1
 
@@ -203,9 +215,12 @@ def run_id_of(record: bytes) -> str:
 def group_outcomes(history: Iterable[bytes], group: int) -> Iterator[tuple[bytes, int, bool]]:
     """(node name, attempt, success) of each finished record of ``group``."""
     head = _HEAD.unpack_from
+    wanted = _I64.pack(group)
     for record in history:
-        flags, _, _, _, record_group, attempt, node_len, *_ = head(record)
-        if record_group != group or not flags & _FINISHED:
+        if not record.startswith(wanted, _GROUP_AT):
+            continue
+        flags, _, _, _, _, attempt, node_len, *_ = head(record)
+        if not flags & _FINISHED:
             continue
         at = _node_at(record)
         yield record[at : at + node_len], attempt, bool(flags & _SUCCESS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import heapq
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -315,8 +316,9 @@ class StoreState:
             return StartResult(
                 False, f"job {job.name!r} is still running and its concurrency is forbid"
             )
+        record = _record_of(execution)
         self._set_running(name, running | {execution.id})
-        self._store_record(name, execution)
+        self._store_record(name, execution.id, record)
         if self.events.wanted(ExecutionStarted):
             self.events.publish(ExecutionStarted(execution))
         return StartResult(True)
@@ -327,33 +329,34 @@ class StoreState:
         else:
             self.running.pop(job_name, None)
 
-    def _store_record(self, job_name: str, execution: Execution) -> tuple[bytes, ...]:
-        """Put ``execution`` in its job's history (in its place if there, else last),
-        trimmed to max_history; returns the new history."""
-        record = history_codec.encode(execution)
+    def _store_record(self, job_name: str, execution_id: str, record: bytes) -> None:
+        """Put an execution's record in its job's history (in its place if there, else
+        last), trimmed to max_history."""
         history = self.histories.get(job_name, ())
-        index = history_codec.find(history, execution.id)
+        index = history_codec.find(history, execution_id)
         if index < 0:
             history = (*history, record)
         else:
             history = (*history[:index], record, *history[index + 1 :])
-        history = self._trimmed(job_name, history)
-        self.histories[job_name] = history
-        return history
+        self.histories[job_name] = self._trimmed(job_name, history)
 
     def _trimmed(self, job_name: str, history: tuple[bytes, ...]) -> tuple[bytes, ...]:
         excess = len(history) - self.max_history
         if excess <= 0:
             return history
         running = self.running.get(job_name, frozenset())
-        kept: list[bytes] = []
-        for record in history:
-            # never drop the record of a run in progress
-            if excess > 0 and not (running and history_codec.record_id(record) in running):
-                excess -= 1
-                continue
-            kept.append(record)
-        return tuple(kept)
+        dropped: list[int] = []  # the oldest records, never one of a run in progress
+        for index, record in enumerate(history):
+            if len(dropped) == excess:
+                break
+            if not (running and history_codec.record_id(record) in running):
+                dropped.append(index)
+        if not dropped:  # every record is of a run in progress
+            return history
+        if dropped[-1] == len(dropped) - 1:  # the common case: the oldest ones
+            return history[len(dropped) :]
+        skip = set(dropped)
+        return tuple(r for i, r in enumerate(history) if i not in skip)
 
     def _finish(self, execution: Execution) -> tuple[Job, str]:
         job = self.jobs.get(execution.job_name)
@@ -368,10 +371,10 @@ class StoreState:
         index = history_codec.find(previous, execution.id)
         if index >= 0 and history_codec.is_finished(previous[index]):
             raise AlreadyFinished(f"execution {execution.id} of {job.name!r} already finished")
+        record = _record_of(execution)
         running = self.running.get(name, frozenset()) - {execution.id}
         self._set_running(name, running)
         # Status over the history before trimming, as Dkron does.
-        record = history_codec.encode(execution)
         if index < 0:
             untrimmed = (*previous, record)
         else:
@@ -595,6 +598,14 @@ class StoreState:
         self.acl_tokens = fresh.acl_tokens
         self.acl_tokens_by_hash = {t.secret_hash: t for t in fresh.acl_tokens.values()}
         self.acl_bootstrapped = fresh.acl_bootstrapped
+
+
+def _record_of(execution: Execution) -> bytes:
+    try:
+        return history_codec.encode(execution)
+    except (struct.error, OverflowError, TypeError, AttributeError) as exc:
+        # Refused before anything changed, the same way on every server.
+        raise StoreError(f"execution {execution.id!r} cannot be stored: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from core.store.commands import (
     SetJob,
     StartExecution,
 )
-from core.store.state import AlreadyFinished, StoreState
+from core.store.state import AlreadyFinished, StoreError, StoreState
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -177,3 +177,22 @@ def test_a_snapshot_with_the_old_executions_section_loads() -> None:
     assert [name for name, _ in sections][:2] == ["jobs", "history"]
     again.restore_sections(sections)
     assert again.histories == state.histories and again.running == state.running
+
+
+def test_history_may_outgrow_max_history_while_every_run_is_in_progress() -> None:
+    state = _state(max_history=2)
+    runs = [_run(f"n{i}", i) for i in range(4)]
+    for run in runs:
+        assert state.apply(StartExecution(run, check_forbid=False)).accepted
+    assert [e.id for e in state.executions_of("job")] == [r.id for r in runs]
+    state.apply(FinishExecution(_done(runs[2])))  # now one may go: the finished one
+    assert [e.id for e in state.executions_of("job")] == [runs[0].id, runs[1].id, runs[3].id]
+
+
+def test_an_execution_that_cannot_be_stored_is_refused_and_changes_nothing() -> None:
+    state = _state()
+    huge = dataclasses.replace(_run("a", 1), attempt=2**64)
+    with pytest.raises(StoreError, match="cannot be stored"):
+        state.apply(StartExecution(huge))
+    assert state.running == {} and list(state.executions_of("job")) == []
+    assert state.get_execution("job", f"{10**30}-a") is None  # an id out of any range
