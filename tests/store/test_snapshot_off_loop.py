@@ -17,7 +17,7 @@ from support import free_port, wait_for
 from core.jobs.model import Execution, Job
 from core.store import history
 from core.store.commands import FinishExecution, SetJob, StartExecution
-from core.store.raft import RaftConfig, RaftStore
+from core.store.raft import RaftConfig, RaftStore, write_snapshot
 from core.store.state import StoreState
 
 JOBS = 10_000
@@ -175,3 +175,35 @@ def _done_run(name: str, run: int) -> Execution:
         finished_at=T0 + timedelta(seconds=run, milliseconds=5), success=True,
         output=b"out", node_name="node1", group=run, attempt=1,
     )  # fmt: skip
+
+
+async def test_a_snapshot_from_the_leader_is_not_replaced_by_an_older_one_being_written(
+    tmp_path: Path,
+) -> None:
+    # A follower may install the leader's snapshot while its own (of an older state) is
+    # still being written; installing that one afterwards would put the older state on
+    # disk under a journal that no longer matches it.
+    config = RaftConfig(bind=f"127.0.0.1:{free_port()}", data_dir=tmp_path)
+    store = RaftStore(config, _big_state())
+    await store.start()
+    snapshot = tmp_path / "raft" / "snapshot.bin"
+    try:
+        await store.apply(SetJob(Job(name="marker", schedule="@manually")))
+        started = store.snapshots_started
+        store.compact_now()
+        await wait_for(lambda: store.snapshots_started > started, timeout=10, interval=0.001)
+        # What pysyncobj does on receiving one: the file in place, then our deserializer,
+        # both on the loop (so before the checker can report ours).
+        leaders = StoreState()
+        leaders._put_job(Job(name="from-the-leader", schedule="@manually"))
+        raft_data = ((b"\x01", 9, 2), (b"\x01", 8, 2), set())
+        write_snapshot(str(snapshot), leaders, raft_data)
+        received = snapshot.read_bytes()
+        store._read_snapshot(str(snapshot))
+        assert list(store.state.jobs) == ["from-the-leader"]
+        await wait_for(lambda: store.snapshots_reported > 0, timeout=60)
+        assert store.last_snapshot_ok is False
+        assert snapshot.read_bytes() == received
+        assert not (tmp_path / "raft" / "snapshot.bin.writing").exists()
+    finally:
+        await store.close()
