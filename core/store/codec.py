@@ -62,7 +62,9 @@ __all__ = [
 
 # Bump when an entry written by this version could not be read by the previous one.
 COMMAND_FORMAT = 1
-SNAPSHOT_FORMAT = 1
+# Snapshot format 2 (issue 11): execution history as compact records, section "history".
+# Format 1 files (section "executions", one map per execution) still load.
+SNAPSHOT_FORMAT = 2
 SNAPSHOT_MAGIC = b"DKRONPY-SNAPSHOT"
 _SNAPSHOT_HEADER = struct.Struct("!16sI")
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import shutil
 import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from core.jobs.model import STATUS_PARTIALLY_FAILED, STATUS_SUCCESS, Execution, Job
 from core.store import history
-from core.store.codec import encode_record, read_snapshot, write_snapshot
+from core.store.codec import SNAPSHOT_FORMAT, encode_record, read_snapshot, write_snapshot
 from core.store.commands import (
     FinishExecution,
     Launch,
@@ -21,6 +24,7 @@ from core.store.commands import (
     SetJob,
     StartExecution,
 )
+from core.store.raft import RaftConfig, RaftStore
 from core.store.state import AlreadyFinished, StoreError, StoreState
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -196,3 +200,47 @@ def test_an_execution_that_cannot_be_stored_is_refused_and_changes_nothing() -> 
         state.apply(StartExecution(huge))
     assert state.running == {} and list(state.executions_of("job")) == []
     assert state.get_execution("job", f"{10**30}-a") is None  # an id out of any range
+
+
+FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "datadir-v1"
+
+
+async def test_a_format_1_data_dir_loads_with_its_history_and_is_written_as_format_2(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(FIXTURE_V1, data_dir)
+    config = RaftConfig(bind="127.0.0.1:47314", data_dir=data_dir)  # as in the data
+    store = RaftStore(config)
+    await store.start()
+    try:
+        state = store.state
+        assert sorted(state.jobs) == ["after-snapshot", "child", "parent"]  # journal tail too
+        t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+        first, second = state.executions_of("parent")
+        assert first == Execution(
+            job_name="parent", started_at=t0, finished_at=t0 + timedelta(seconds=1),
+            success=True, output=b"parent-out\n", node_name="node-a", group=1, attempt=1,
+            scheduled_at=t0, run_id="parent@1",
+        )  # fmt: skip
+        assert second.finished_at is not None and second.finished_at.utcoffset() == timedelta(
+            hours=2
+        )
+        assert second.output == b"\xffboom" and second.processor_errors == ["log: disk full"]
+        assert second.id == "1793520060000000000-node-b" and not second.success
+        [child] = state.executions_of("child")  # running in the snapshot, finished after
+        assert child.output == b"child-out\n" and child.success and state.running == {}
+        assert state.jobs["parent"].error_count == 1 and state.jobs["parent"].success_count == 1
+        expected = (dict(state.jobs), dict(state.histories))
+        assert await store.compact()
+    finally:
+        await store.close()
+    raft = data_dir / "raft"
+    assert json.loads((raft / "store-format").read_text()) == {"format": SNAPSHOT_FORMAT}
+    assert (raft / "snapshot.bin").read_bytes()[16:20] == SNAPSHOT_FORMAT.to_bytes(4, "big")
+    again = RaftStore(config)
+    await again.start()
+    try:
+        assert (dict(again.state.jobs), dict(again.state.histories)) == expected
+    finally:
+        await again.close()
