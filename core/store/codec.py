@@ -49,6 +49,7 @@ __all__ = [
     "SNAPSHOT_FORMAT",
     "SNAPSHOT_MAGIC",
     "CodecError",
+    "Streamed",
     "decode_command",
     "decode_record",
     "decode_time",
@@ -61,7 +62,9 @@ __all__ = [
 
 # Bump when an entry written by this version could not be read by the previous one.
 COMMAND_FORMAT = 1
-SNAPSHOT_FORMAT = 1
+# Snapshot format 2 (issue 11): execution history as compact records, section "history".
+# Format 1 files (section "executions", one map per execution) still load.
+SNAPSHOT_FORMAT = 2
 SNAPSHOT_MAGIC = b"DKRONPY-SNAPSHOT"
 _SNAPSHOT_HEADER = struct.Struct("!16sI")
 
@@ -411,6 +414,19 @@ def decode_record(cls: type[Any], value: Any, where: str = "") -> Any:
 # make a truncated or damaged file fail to load instead of loading partly.
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Streamed:
+    """A section's list given as its length and an iterable: written item by item (the
+    same bytes as the list), so a large section is never whole in memory, and no single
+    call into msgpack holds the GIL for long when another thread writes it."""
+
+    count: int
+    items: typing.Iterable[Any]
+
+
+_FLUSH_BYTES = 256 << 10
+
+
 def write_snapshot(
     out: IO[bytes], sections: Iterator[tuple[str, Any]], raft: Any, *, level: int = 1
 ) -> None:
@@ -421,9 +437,30 @@ def write_snapshot(
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, filename="", mtime=0) as stream:
         stream.write(packer.pack(["raft", raft]))
         for name, items in sections:
-            stream.write(packer.pack([name, items]))
+            if isinstance(items, Streamed):
+                _write_streamed(stream, packer, name, items)
+            else:
+                stream.write(packer.pack([name, items]))
             count += 1
         stream.write(packer.pack(["end", count]))
+
+
+def _write_streamed(stream: gzip.GzipFile, packer: Any, name: str, section: Streamed) -> None:
+    buffer = bytearray(packer.pack_array_header(2))
+    buffer += packer.pack(name)
+    buffer += packer.pack_array_header(section.count)
+    written = 0
+    pack = packer.pack
+    for item in section.items:
+        buffer += pack(item)
+        written += 1
+        if len(buffer) >= _FLUSH_BYTES:
+            stream.write(buffer)
+            buffer.clear()
+    stream.write(buffer)
+    if written != section.count:
+        # The header already promised `count` items: this file must not be kept.
+        raise ValueError(f"snapshot section {name!r}: {written} items, not {section.count}")
 
 
 def is_snapshot(head: bytes) -> bool:

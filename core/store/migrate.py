@@ -92,7 +92,7 @@ def _legacy_loads(data: bytes) -> Any:
 def prepare_raft_dir(raft_dir: Path, write_snapshot: Any) -> list[str]:
     """Check (and if needed migrate) ``raft_dir`` before Raft opens it.
 
-    ``write_snapshot(path, state, raft_data)`` writes a format-1 snapshot of a restored
+    ``write_snapshot(path, state, raft_data)`` writes a current-format snapshot of a restored
     legacy ``StoreState``. Returns a line per file migrated. Raises
     :class:`StoreFormatError` for a data dir this version cannot use.
     """
@@ -113,6 +113,10 @@ def prepare_raft_dir(raft_dir: Path, write_snapshot: Any) -> list[str]:
             )
         _check_snapshot(raft_dir / SNAPSHOT)
         _check_journal(raft_dir)
+        if version < SNAPSHOT_FORMAT:
+            # Its snapshots are written in this format from now on: an older dkron-py
+            # must refuse the data dir up front rather than fail on the next snapshot.
+            _write_marker(marker)
         return []
     notes = []
     journal = raft_dir / JOURNAL

@@ -17,12 +17,14 @@ import logging
 import os
 import pickle
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObjException
 
@@ -34,7 +36,7 @@ from core.store.codec import write_snapshot as write_snapshot_file
 from core.store.commands import Batch, Command, FinishExecution, StartExecution
 from core.store.events import E, EventBus, LeadershipChanged, Unsubscribe
 from core.store.migrate import StoreFormatError, prepare_raft_dir
-from core.store.state import StoreError, StoreState
+from core.store.state import Capture, StoreError, StoreState
 
 __all__ = ["DiskFullError", "RaftConfig", "RaftStore", "ReplicationError", "StoreFormatError"]
 
@@ -102,7 +104,9 @@ class _Replicated(SyncObjConsumer):  # type: ignore[misc]
             return False, exc
 
     # Without a data dir (--dev) pysyncobj keeps snapshots in memory and sends them to
-    # followers pickled: hand it our own encoding, as bytes.
+    # followers pickled: hand it our own encoding, as bytes. This one still runs on the
+    # loop: pysyncobj's in-memory path pickles and gzips what this returns right away,
+    # and has no way to wait for a result (only the file path consults a checker).
     def _serialize(self) -> Any:
         buffer = io.BytesIO()
         write_snapshot_file(buffer, self.state.snapshot_sections(), None)
@@ -144,6 +148,14 @@ class RaftStore:
         self._batch: list[tuple[StartExecution | FinishExecution, asyncio.Future[Any]]] = []
         self._batch_bytes = 0
         self._batch_tasks: set[asyncio.Future[None]] = set()
+        # The snapshot being written by a thread (see _write_snapshot), and how many
+        # have been started / reported done to pysyncobj.
+        self._snapshot: _SnapshotWrite | None = None
+        self._snapshot_generation = 0  # bumped when a snapshot is loaded (see _read_snapshot)
+        self.snapshots_started = 0
+        self.snapshots_reported = 0
+        self.last_snapshot_ok: bool | None = None
+        self._snapshot_reported = asyncio.Event()
 
     # -- cluster configuration -------------------------------------------------------------
 
@@ -199,6 +211,7 @@ class RaftStore:
             fullDumpFile=dump,
             serializer=self._write_snapshot if dump else None,
             deserializer=self._read_snapshot if dump else None,
+            serializeChecker=self._snapshot_progress if dump else None,
             password=config.password,
             bindAddress=config.listen,
             raftMinTimeout=config.raft_min_timeout,
@@ -297,13 +310,109 @@ class RaftStore:
     # -- snapshots -------------------------------------------------------------------------
 
     # pysyncobj's own dump pickles through gzip level 9 on the ticking thread, which
-    # is this event loop. Ours is the store's versioned encoding with fast compression.
+    # is this event loop. Ours is the store's versioned encoding with fast compression,
+    # and only its capture runs on the loop: pysyncobj calls this from doTick, we copy
+    # the state's containers (O(jobs) pointers: jobs and history tuples are replaced,
+    # never changed) and a thread encodes, writes and fsyncs the file. pysyncobj asks
+    # _snapshot_progress on every tick; once the file is complete, that renames it to
+    # the snapshot's name and says SUCCESS, and pysyncobj truncates the journal in the
+    # same call. The two must go together: on start pysyncobj drops a journal that
+    # does not begin where the snapshot ends, so a snapshot renamed in by the thread
+    # while the journal still held everything (a stop before the next tick) lost the
+    # entries after it.
     def _write_snapshot(self, filename: str, raft_data: Any) -> None:
-        write_snapshot(filename, self.state, raft_data)
+        # `filename` is pysyncobj's "<snapshot>.tmp", which it renames over the snapshot
+        # the moment this returns. It must not exist then: a leftover from a crash of an
+        # older dkron-py (which wrote there) would replace a good snapshot. pysyncobj's
+        # rename then fails, and it ignores that; our thread renames its own file.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(filename)
+        assert self._raft_dir is not None
+        final = str(self._raft_dir / _SNAPSHOT_NAME)
+        job = _SnapshotWrite(final, self._snapshot_generation)
+        self._snapshot = job
+        self.snapshots_started += 1
+        try:
+            capture = self.state.capture()
+            job.thread = threading.Thread(
+                target=_write_in_background,
+                args=(job, capture, raft_data),
+                name="raft-snapshot",
+                daemon=True,
+            )
+            job.thread.start()
+        except BaseException:
+            # Reported FAILED on the next tick (pysyncobj starts no other snapshot
+            # until this one is reported).
+            job.thread = None
+            job.outcome = False
+            raise
+
+    def _snapshot_progress(self) -> int:
+        """pysyncobj's serializeChecker: the state of the snapshot in the works (on the
+        loop, inside doTick)."""
+        job = self._snapshot
+        if job is None:
+            return int(SERIALIZER_STATE.NOT_SERIALIZING)
+        if job.outcome is None:
+            return int(SERIALIZER_STATE.SERIALIZING)
+        self._snapshot = None
+        if job.outcome:
+            job.outcome = self._install(job)
+        self.snapshots_reported += 1
+        self.last_snapshot_ok = job.outcome
+        self._snapshot_reported.set()
+        return int(SERIALIZER_STATE.SUCCESS if job.outcome else SERIALIZER_STATE.FAILED)
+
+    def _install(self, job: _SnapshotWrite) -> bool:
+        partial = job.final + _PARTIAL_SUFFIX
+        try:
+            if job.generation != self._snapshot_generation:
+                # A snapshot from the leader was installed meanwhile: this older one
+                # must not replace it.
+                os.unlink(partial)
+                return False
+            os.replace(partial, job.final)
+            _fsync_dir(os.path.dirname(job.final))
+        except OSError as exc:
+            log.warning("snapshot not installed: %s", exc)
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            return False
+        return True
+
+    async def compact(self, timeout: float = 60.0) -> bool:
+        """Write a snapshot and truncate the journal, and wait for it: True when it was
+        written, False when it failed (or there was nothing new to write)."""
+        if self._sync is None:
+            return False
+        target = self.snapshots_started + 1  # the first snapshot started from now on
+        self.compact_now()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # pysyncobj declines when nothing was applied since the last snapshot: when none
+        # has started this long after it could have, there is none coming.
+        idle_since = loop.time()
+        while self.snapshots_reported < target:
+            now = loop.time()
+            if now > deadline:
+                raise ReplicationError(f"snapshot not written after {timeout:g}s")
+            if self._snapshot is not None:
+                idle_since = now  # ours, or one before it that must finish first
+            elif now - idle_since > 0.25 + 20 * self.config.tick_interval:
+                return False
+            self._snapshot_reported.clear()
+            self._kick.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._snapshot_reported.wait()
+        return bool(self.last_snapshot_ok)
 
     def _read_snapshot(self, filename: str) -> Any:
         # pysyncobj logs and swallows a failure here (its own state then goes on), so a
         # snapshot that cannot be read also stops the server.
+        # A snapshot still being written is of an older state than this one.
+        self._snapshot_generation += 1
         try:
             with open(filename, "rb") as source:
                 raft, sections = read_snapshot(source, filename)
@@ -327,6 +436,9 @@ class RaftStore:
             return
         if self._raft_dir is not None:
             prepare_raft_dir(self._raft_dir, write_snapshot)
+            # A snapshot a crash left half-written: never installed, only taking space.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._raft_dir / (_SNAPSHOT_NAME + _PARTIAL_SUFFIX))
         self._save_peers(peers)
         self._sync = self._build(peers)
         self._ticker = asyncio.create_task(self._tick_forever(), name="raft-tick")
@@ -458,6 +570,12 @@ class RaftStore:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        job = self._snapshot
+        if job is not None and job.thread is not None:
+            # Let a snapshot being written finish, and one more tick install it with
+            # the journal truncated to match (a file left unfinished is ignored).
+            await asyncio.to_thread(job.thread.join)
+            self._tick()
         if self._sync is not None:
             self._sync.destroy()
 
@@ -619,7 +737,45 @@ class RaftStore:
             self._sync.forceLogCompaction()
 
 
-def write_snapshot(filename: str, state: StoreState, raft_data: Any) -> None:
+_SNAPSHOT_NAME = "snapshot.bin"
+# Where the snapshot thread writes before renaming; pysyncobj never touches this name.
+_PARTIAL_SUFFIX = ".writing"
+
+
+class _SnapshotWrite:
+    """One snapshot being written to ``final`` + ``.writing``: ``outcome`` is None until
+    the thread is done, then whether the file is complete (and fsynced)."""
+
+    __slots__ = ("final", "generation", "outcome", "thread")
+
+    def __init__(self, final: str, generation: int) -> None:
+        self.final = final
+        self.generation = generation
+        self.outcome: bool | None = None
+        self.thread: threading.Thread | None = None
+
+
+def _write_in_background(job: _SnapshotWrite, capture: Capture, raft_data: Any) -> None:
+    try:
+        write_snapshot(job.final + _PARTIAL_SUFFIX, capture, raft_data)
+    except BaseException as exc:
+        # A full disk, say: write_snapshot removed the half-written file; pysyncobj
+        # keeps the previous snapshot and its journal, and tries again later.
+        log.warning("snapshot not written: %s", exc)
+        job.outcome = False
+    else:
+        job.outcome = True
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(filename: str, state: StoreState | Capture, raft_data: Any) -> None:
     """A snapshot file of ``state`` (pysyncobj's ``raft_data``: the last two applied
     entries and the cluster), written as the store's snapshot format."""
     last, previous, cluster = raft_data
@@ -629,7 +785,8 @@ def write_snapshot(filename: str, state: StoreState, raft_data: Any) -> None:
     }
     try:
         with open(filename, "wb") as out:
-            write_snapshot_file(out, state.snapshot_sections(), raft)
+            sections = state.sections() if isinstance(state, Capture) else state.snapshot_sections()
+            write_snapshot_file(out, sections, raft)
             out.flush()
             os.fsync(out.fileno())
     except BaseException:

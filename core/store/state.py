@@ -8,6 +8,7 @@ server; it is only mutated through :meth:`StoreState.apply`, from the Raft log.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,15 @@ from core.jobs.model import (
     Execution,
     Job,
 )
-from core.store.codec import CodecError, decode_record, decode_time, encode_record, encode_time
+from core.store import history as history_codec
+from core.store.codec import (
+    CodecError,
+    Streamed,
+    decode_record,
+    decode_time,
+    encode_record,
+    encode_time,
+)
 from core.store.commands import (
     AclBootstrap,
     AclPolicy,
@@ -117,9 +126,11 @@ class StoreState:
         self.jobs: dict[str, Job] = {}
         # Sorted names, one order per sortable field and the filter sets (list_jobs).
         self._index = JobIndex(SORTABLE_JOB_FIELDS)
-        # job name -> execution id -> execution, in start order
-        self.executions: dict[str, dict[str, Execution]] = {}
-        self.running: dict[str, set[str]] = {}
+        # job name -> its executions in start order, as compact records (core.store.history);
+        # the tuple is replaced on each change, never changed, so a snapshot can keep it.
+        self.histories: dict[str, tuple[bytes, ...]] = {}
+        # job name -> ids of its executions in progress (replaced too; no empty sets)
+        self.running: dict[str, frozenset[str]] = {}
         self.launches: dict[str, Launch] = {}
         # job name -> the latest scheduled time recorded for it (misfire handling)
         self.last_fire: dict[str, datetime] = {}
@@ -257,7 +268,7 @@ class StoreState:
             self._drop_dependent(job.parent_job, name)
         self._remove_job(name)
         # Exactly this job's history (Dkron's prefix delete also took `foobar`'s for `foo`).
-        self.executions.pop(name, None)
+        self.histories.pop(name, None)
         self.running.pop(name, None)
         self.last_fire.pop(name, None)
         for run_id in [r for r, launch in self.launches.items() if launch.job_name == name]:
@@ -285,30 +296,53 @@ class StoreState:
         job = self.jobs.get(execution.job_name)
         if job is None:
             return StartResult(False, f"job {execution.job_name!r} no longer exists")
-        running = self.running.setdefault(execution.job_name, set())
+        name = execution.job_name
+        running = self.running.get(name, frozenset())
         if check_forbid and job.concurrency == CONCURRENCY_FORBID and running:
             return StartResult(
                 False, f"job {job.name!r} is still running and its concurrency is forbid"
             )
-        history = self.executions.setdefault(execution.job_name, {})
-        history[execution.id] = execution
-        running.add(execution.id)
-        self._trim(execution.job_name, history)
+        record = _record_of(execution)
+        self._set_running(name, running | {execution.id})
+        self._store_record(name, execution.id, record)
         if self.events.wanted(ExecutionStarted):
             self.events.publish(ExecutionStarted(execution))
         return StartResult(True)
 
-    def _trim(self, job_name: str, history: dict[str, Execution]) -> None:
+    def _set_running(self, job_name: str, ids: frozenset[str]) -> None:
+        if ids:
+            self.running[job_name] = ids
+        else:
+            self.running.pop(job_name, None)
+
+    def _store_record(self, job_name: str, execution_id: str, record: bytes) -> None:
+        """Put an execution's record in its job's history (in its place if there, else
+        last), trimmed to max_history."""
+        history = self.histories.get(job_name, ())
+        index = history_codec.find(history, execution_id)
+        if index < 0:
+            history = (*history, record)
+        else:
+            history = (*history[:index], record, *history[index + 1 :])
+        self.histories[job_name] = self._trimmed(job_name, history)
+
+    def _trimmed(self, job_name: str, history: tuple[bytes, ...]) -> tuple[bytes, ...]:
         excess = len(history) - self.max_history
         if excess <= 0:
-            return
-        running = self.running.get(job_name, set())
-        for key in list(history):
-            if excess <= 0:
+            return history
+        running = self.running.get(job_name, frozenset())
+        dropped: list[int] = []  # the oldest records, never one of a run in progress
+        for index, record in enumerate(history):
+            if len(dropped) == excess:
                 break
-            if key not in running:  # never drop the record of a run in progress
-                del history[key]
-                excess -= 1
+            if not (running and history_codec.record_id(record) in running):
+                dropped.append(index)
+        if not dropped:  # every record is of a run in progress
+            return history
+        if dropped[-1] == len(dropped) - 1:  # the common case: the oldest ones
+            return history[len(dropped) :]
+        skip = set(dropped)
+        return tuple(r for i, r in enumerate(history) if i not in skip)
 
     def _finish(self, execution: Execution) -> tuple[Job, str]:
         job = self.jobs.get(execution.job_name)
@@ -318,13 +352,19 @@ class StoreState:
             execution = dataclasses.replace(
                 execution, output=execution.output[-self.output_limit :]
             )
-        history = self.executions.setdefault(execution.job_name, {})
-        stored = history.get(execution.id)
-        if stored is not None and stored.finished_at is not None:
+        name = job.name
+        previous = self.histories.get(name, ())
+        index = history_codec.find(previous, execution.id)
+        if index >= 0 and history_codec.is_finished(previous[index]):
             raise AlreadyFinished(f"execution {execution.id} of {job.name!r} already finished")
-        history[execution.id] = execution
-        running = self.running.get(job.name, set())
-        running.discard(execution.id)
+        record = _record_of(execution)
+        running = self.running.get(name, frozenset()) - {execution.id}
+        self._set_running(name, running)
+        # Status over the history before trimming, as Dkron does.
+        if index < 0:
+            untrimmed = (*previous, record)
+        else:
+            untrimmed = (*previous[:index], record, *previous[index + 1 :])
         if execution.success:
             job = dataclasses.replace(
                 job, success_count=job.success_count + 1, last_success=execution.finished_at
@@ -333,30 +373,35 @@ class StoreState:
             job = dataclasses.replace(
                 job, error_count=job.error_count + 1, last_error=execution.finished_at
             )
-        job.status = self._group_status(history.values(), execution.group)
+        job.status = self._group_status(untrimmed, execution.group)
         self._put_job(job)
-        self._trim(job.name, history)
-        if execution.run_id and not any(
-            history[key].run_id == execution.run_id for key in running if key in history
-        ):
+        history = self._trimmed(name, untrimmed)
+        self.histories[name] = history
+        if execution.run_id and not self._launch_running(history, running, execution.run_id):
             self.launches.pop(execution.run_id, None)  # every target of the launch is done
         if self.events.wanted(ExecutionFinished):
             self.events.publish(ExecutionFinished(execution, dataclasses.replace(job)))
         return dataclasses.replace(job), job.status
 
     @staticmethod
-    def _group_status(executions: Iterable[Execution], group: int) -> str:
+    def _launch_running(history: tuple[bytes, ...], running: frozenset[str], run_id: str) -> bool:
+        for key in running:
+            index = history_codec.find(history, key)
+            if index >= 0 and history_codec.run_id_of(history[index]) == run_id:
+                return True
+        return False
+
+    @staticmethod
+    def _group_status(history: Iterable[bytes], group: int) -> str:
         # Only each node's latest attempt counts: a run that succeeds on retry is a
         # success (Dkron counts the failed attempt too and reports partially_failed,
         # which also stops its children from running).
-        latest: dict[str, Execution] = {}
-        for execution in executions:
-            if execution.group != group or execution.finished_at is None:
-                continue
-            current = latest.get(execution.node_name)
-            if current is None or execution.attempt > current.attempt:
-                latest[execution.node_name] = execution
-        failed = sum(1 for e in latest.values() if not e.success)
+        latest: dict[bytes, tuple[int, bool]] = {}
+        for node, attempt, success in history_codec.group_outcomes(history, group):
+            current = latest.get(node)
+            if current is None or attempt > current[0]:
+                latest[node] = (attempt, success)
+        failed = sum(1 for _, success in latest.values() if not success)
         if failed == 0:
             return STATUS_SUCCESS
         if failed == len(latest):
@@ -367,7 +412,7 @@ class StoreState:
         job = self.jobs.get(job_name)
         if job is None:
             raise NotFound("job not found")
-        self.executions.pop(job_name, None)
+        self.histories.pop(job_name, None)
         self.running.pop(job_name, None)
         job = dataclasses.replace(
             job, success_count=0, error_count=0, last_success=None, last_error=None
@@ -410,43 +455,54 @@ class StoreState:
         return min(query.start, end), end
 
     def executions_of(self, job_name: str) -> Iterator[Execution]:
-        return iter(self.executions.get(job_name, {}).values())
+        """The job's executions in start order, decoded as they are iterated."""
+        return (history_codec.decode(r, job_name) for r in self.histories.get(job_name, ()))
 
     def get_execution(self, job_name: str, execution_id: str) -> Execution | None:
-        return self.executions.get(job_name, {}).get(execution_id)
+        history = self.histories.get(job_name, ())
+        index = history_codec.find(history, execution_id)
+        return None if index < 0 else history_codec.decode(history[index], job_name)
 
     def running_executions(self) -> list[Execution]:
         found: list[Execution] = []
         for job_name, ids in self.running.items():
-            history = self.executions.get(job_name, {})
-            found.extend(history[i] for i in ids if i in history)
+            history = self.histories.get(job_name, ())
+            for key in ids:
+                index = history_codec.find(history, key)
+                if index >= 0:
+                    found.append(history_codec.decode(history[index], job_name))
         return sorted(found, key=lambda e: (e.started_at is None, e.started_at))
+
+    @property
+    def executions(self) -> Mapping[str, Mapping[str, Execution]]:
+        """Job name -> execution id -> execution, read-only and decoded on access (the
+        shape the state had before compact records; tests and benchmarks read it)."""
+        return _ExecutionsView(self.histories)
 
     # -- snapshots -------------------------------------------------------------------------
     #
     # A snapshot is a sequence of named sections of plain values (core.store.codec writes
     # them); a section this version does not know is refused rather than dropped.
 
-    def snapshot_sections(self) -> Iterator[tuple[str, Any]]:
-        yield "jobs", [encode_record(job) for job in self.jobs.values()]
-        # Each execution with its key, so loading need not recompute it.
-        executions = [
-            [name, [[key, encode_record(e)] for key, e in history.items()]]
-            for name, history in self.executions.items()
-        ]
-        yield "executions", executions
-        yield "running", {name: sorted(ids) for name, ids in self.running.items() if ids}
-        yield "launches", [encode_record(launch) for launch in self.launches.values()]
-        yield "last_fire", {name: encode_time(t) for name, t in self.last_fire.items()}
-        yield "leader_term", self.leader_term
-        yield (
-            "acl",
-            {
-                "bootstrapped": self.acl_bootstrapped,
-                "policies": [encode_record(p) for p in self.acl_policies.values()],
-                "tokens": [encode_record(t) for t in self.acl_tokens.values()],
-            },
+    def capture(self) -> Capture:
+        """The state as of now, for a snapshot written elsewhere (another thread) while
+        this one moves on: copies of the containers only. Their values (jobs, history
+        tuples, records, launches, ACL records) are never changed in place, only
+        replaced, so the copies stay consistent. O(jobs) pointer copies."""
+        return Capture(
+            jobs=dict(self.jobs),
+            histories=dict(self.histories),
+            running=dict(self.running),
+            launches=dict(self.launches),
+            last_fire=dict(self.last_fire),
+            leader_term=self.leader_term,
+            acl_bootstrapped=self.acl_bootstrapped,
+            acl_policies=dict(self.acl_policies),
+            acl_tokens=dict(self.acl_tokens),
         )
+
+    def snapshot_sections(self) -> Iterator[tuple[str, Any]]:
+        return self.capture().sections()
 
     def restore_sections(self, sections: Iterable[tuple[str, Any]]) -> None:
         """Replace the state with a snapshot's; raises CodecError for a bad one."""
@@ -466,8 +522,11 @@ class StoreState:
         """The pickled snapshot dict of dkron-py before store format 1 (migration only)."""
         fresh = StoreState(self.max_history, self.output_limit)
         fresh.jobs = dict(data["jobs"])
-        fresh.executions = {k: dict(v) for k, v in data["executions"].items()}
-        fresh.running = {k: set(v) for k, v in data["running"].items()}
+        fresh.histories = {
+            name: tuple(history_codec.encode(e) for e in history.values())
+            for name, history in data["executions"].items()
+        }
+        fresh.running = {k: frozenset(v) for k, v in data["running"].items() if v}
         fresh.launches = dict(data["launches"])
         fresh.last_fire = dict(data["last_fire"])
         fresh.leader_term = int(data.get("leader_term", 0))
@@ -480,7 +539,7 @@ class StoreState:
         index.rebuild(fresh.jobs)
         self.jobs = fresh.jobs
         self._index = index
-        self.executions = fresh.executions
+        self.histories = fresh.histories
         self.running = fresh.running
         self.launches = fresh.launches
         self.last_fire = fresh.last_fire
@@ -489,6 +548,87 @@ class StoreState:
         self.acl_tokens = fresh.acl_tokens
         self.acl_tokens_by_hash = {t.secret_hash: t for t in fresh.acl_tokens.values()}
         self.acl_bootstrapped = fresh.acl_bootstrapped
+
+
+def _record_of(execution: Execution) -> bytes:
+    try:
+        return history_codec.encode(execution)
+    except (struct.error, OverflowError, TypeError, AttributeError) as exc:
+        # Refused before anything changed, the same way on every server.
+        raise StoreError(f"execution {execution.id!r} cannot be stored: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What a snapshot holds, taken by :meth:`StoreState.capture`; :meth:`sections`
+    encodes it lazily (section by section, item by item), so another thread can write
+    it while the state goes on changing."""
+
+    jobs: dict[str, Job]
+    histories: dict[str, tuple[bytes, ...]]
+    running: dict[str, frozenset[str]]
+    launches: dict[str, Launch]
+    last_fire: dict[str, datetime]
+    leader_term: int
+    acl_bootstrapped: bool
+    acl_policies: dict[str, AclPolicy]
+    acl_tokens: dict[str, AclToken]
+
+    def sections(self) -> Iterator[tuple[str, Any]]:
+        jobs = self.jobs
+        yield "jobs", Streamed(len(jobs), (encode_record(job) for job in jobs.values()))
+        # Snapshots before compact records had "executions" (maps); that section still loads.
+        histories = self.histories
+        yield "history", Streamed(len(histories), ([n, h] for n, h in histories.items()))
+        yield "running", {name: sorted(ids) for name, ids in self.running.items() if ids}
+        launches = self.launches
+        yield "launches", Streamed(len(launches), map(encode_record, launches.values()))
+        yield "last_fire", {name: encode_time(t) for name, t in self.last_fire.items()}
+        yield "leader_term", self.leader_term
+        yield (
+            "acl",
+            {
+                "bootstrapped": self.acl_bootstrapped,
+                "policies": [encode_record(p) for p in self.acl_policies.values()],
+                "tokens": [encode_record(t) for t in self.acl_tokens.values()],
+            },
+        )
+
+
+class _HistoryView(Mapping[str, Execution]):
+    __slots__ = ("_history", "_job_name")
+
+    def __init__(self, job_name: str, history: tuple[bytes, ...]) -> None:
+        self._job_name = job_name
+        self._history = history
+
+    def __getitem__(self, key: str) -> Execution:
+        index = history_codec.find(self._history, key)
+        if index < 0:
+            raise KeyError(key)
+        return history_codec.decode(self._history[index], self._job_name)
+
+    def __iter__(self) -> Iterator[str]:
+        return map(history_codec.record_id, self._history)
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+
+class _ExecutionsView(Mapping[str, Mapping[str, Execution]]):
+    __slots__ = ("_histories",)
+
+    def __init__(self, histories: dict[str, tuple[bytes, ...]]) -> None:
+        self._histories = histories
+
+    def __getitem__(self, key: str) -> Mapping[str, Execution]:
+        return _HistoryView(key, self._histories[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._histories)
+
+    def __len__(self) -> int:
+        return len(self._histories)
 
 
 def _load_jobs(state: StoreState, value: Any) -> None:
@@ -501,7 +641,7 @@ def _load_jobs(state: StoreState, value: Any) -> None:
 
 
 def _load_executions(state: StoreState, value: Any) -> None:
-
+    # The section of snapshots before compact records: each execution as a map.
     if not isinstance(value, list):
         raise CodecError("snapshot executions: expected a list")
     for item in value:
@@ -510,12 +650,28 @@ def _load_executions(state: StoreState, value: Any) -> None:
         name, records = item
         if not isinstance(records, list):
             raise CodecError(f"snapshot executions of {name!r}: expected a list")
-        history: dict[str, Execution] = {}
+        history: dict[str, bytes] = {}
         for pair in records:
             if not (type(pair) is list and len(pair) == 2 and type(pair[0]) is str):
                 raise CodecError(f"snapshot executions of {name!r}: expected [id, execution]")
-            history[pair[0]] = decode_record(Execution, pair[1], f"execution of {name!r}")
-        state.executions[name] = history
+            execution = decode_record(Execution, pair[1], f"execution of {name!r}")
+            history[pair[0]] = history_codec.encode(execution)
+        state.histories[name] = tuple(history.values())
+
+
+def _load_history(state: StoreState, value: Any) -> None:
+    # [job name, [record, ...]] per job, records as core.store.history lays them out.
+    if type(value) is not list:
+        raise CodecError("snapshot history: expected a list")
+    valid = history_codec.is_valid
+    histories = state.histories
+    for item in value:
+        if not (type(item) is list and len(item) == 2 and type(item[0]) is str):
+            raise CodecError("snapshot history: expected [job name, records]")
+        name, records = item
+        if type(records) is not list or not all(map(valid, records)):
+            raise CodecError(f"snapshot history of {name!r}: a record is not one this reads")
+        histories[name] = tuple(records)
 
 
 def _load_running(state: StoreState, value: Any) -> None:
@@ -524,7 +680,7 @@ def _load_running(state: StoreState, value: Any) -> None:
         isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in value.values()
     ):
         raise CodecError("snapshot running: expected a map of job name to execution ids")
-    state.running = {str(name): set(ids) for name, ids in value.items()}
+    state.running = {str(name): frozenset(ids) for name, ids in value.items() if ids}
 
 
 def _load_launches(state: StoreState, value: Any) -> None:
@@ -569,6 +725,7 @@ def _load_acl(state: StoreState, value: Any) -> None:
 _SECTION_LOADERS: dict[str, Callable[[StoreState, Any], None]] = {
     "jobs": _load_jobs,
     "executions": _load_executions,
+    "history": _load_history,
     "running": _load_running,
     "launches": _load_launches,
     "last_fire": _load_last_fire,

@@ -16,7 +16,7 @@ from support import REPO_ROOT, wait_for
 from core.node import DkronServer, ServerConfig
 from core.plugins.runtime import RuntimeSettings
 from core.store._raft_wire import safe_loads
-from core.store.codec import decode_command
+from core.store.codec import SNAPSHOT_FORMAT, decode_command
 from core.store.migrate import StoreFormatError
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "datadir-v0"
@@ -81,7 +81,7 @@ async def test_an_old_data_dir_loads_with_every_field(legacy_dir: Path) -> None:
         await server.stop(drain_timeout=5)
 
     raft = legacy_dir / "raft"
-    assert json.loads((raft / "store-format").read_text()) == {"format": 1}
+    assert json.loads((raft / "store-format").read_text()) == {"format": SNAPSHOT_FORMAT}
     assert (raft / "journal.bin.v0").exists() and (raft / "snapshot.bin.v0").exists()
     assert (raft / "snapshot.bin").read_bytes().startswith(b"DKRONPY-SNAPSHOT")
     journal = FileJournal(str(raft / "journal.bin"))
@@ -110,7 +110,7 @@ async def test_a_snapshot_from_a_newer_format_is_refused(legacy_dir: Path) -> No
     await server.stop(drain_timeout=5)
     snapshot = legacy_dir / "raft" / "snapshot.bin"
     data = bytearray(snapshot.read_bytes())
-    data[16:20] = (2).to_bytes(4, "big")
+    data[16:20] = (SNAPSHOT_FORMAT + 1).to_bytes(4, "big")
     snapshot.write_bytes(bytes(data))
     newer = DkronServer(_config(legacy_dir))
     with pytest.raises(StoreFormatError, match="written by a newer dkron-py"):
@@ -121,6 +121,6 @@ async def test_a_snapshot_from_a_newer_format_is_refused(legacy_dir: Path) -> No
 async def test_a_data_dir_marked_by_a_newer_format_is_refused(legacy_dir: Path) -> None:
     (legacy_dir / "raft" / "store-format").write_text('{"format": 7}\n')
     server = DkronServer(_config(legacy_dir))
-    with pytest.raises(StoreFormatError, match="store format 7; this one reads 1"):
+    with pytest.raises(StoreFormatError, match=f"store format 7; this one reads {SNAPSHOT_FORMAT}"):
         await server.start()
     await server.stop(drain_timeout=0)
