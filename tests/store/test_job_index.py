@@ -4,6 +4,7 @@ jobs would, and a page is found without reading every job."""
 from __future__ import annotations
 
 import contextlib
+import io
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from core.jobs.model import Execution, Job
+from core.store.codec import read_snapshot, write_snapshot
 from core.store.commands import (
     Command,
     DeleteExecutions,
@@ -181,8 +183,12 @@ def test_a_restored_state_lists_as_the_original() -> None:
     state = StoreState()
     for command in random_changes(rng, state, 800):
         apply(state, command)
+    # Through the snapshot file's encoding, as a restart or an installed snapshot does.
+    buffer = io.BytesIO()
+    write_snapshot(buffer, state.snapshot_sections(), None)
+    _, sections = read_snapshot(io.BytesIO(buffer.getvalue()), "snapshot")
     restored = StoreState()
-    restored.restore_sections(state.snapshot_sections())
+    restored.restore_sections(sections)
     for _ in range(300):
         query = random_query(rng)
         assert_same(state, query)
