@@ -214,16 +214,23 @@ async def wait_for_snapshot(snapshot: Path, before: int, deadline: float) -> Non
 
 
 def server_config(data_dir: Path, raft_port: int, max_history: int = 100) -> Any:
+    from core.config import DEFAULT_EXECUTOR_PROCESSES
     from core.node import ServerConfig
     from core.plugins.runtime import RuntimeSettings
 
+    # As `dkronctl agent` runs by default (its --executor-processes).
+    processes = int(os.environ.get("BENCH_EXECUTOR_PROCESSES", DEFAULT_EXECUTOR_PROCESSES))
     return ServerConfig(
         node_name="bench",
         data_dir=data_dir,
         rpc_port=0,
         raft_port=raft_port,
         max_history=max_history,
-        plugins=RuntimeSettings(plugin_dir=data_dir / "plugins", load_entry_points=False),
+        plugins=RuntimeSettings(
+            plugin_dir=data_dir / "plugins",
+            load_entry_points=False,
+            executor_processes=processes,
+        ),
     )
 
 

@@ -44,6 +44,7 @@ class RuntimeSettings:
     # Processes of each executor plugin; a run goes to the one with the fewest runs in
     # flight. One Python plugin process takes in ~1 call per ms (gRPC's synchronous
     # server hands every call over on one thread), so a burst is spread over several.
+    # One here (tests, embedding); the agent's default is core.config's.
     executor_processes: int = 1
 
 

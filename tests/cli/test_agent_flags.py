@@ -304,3 +304,18 @@ def test_an_agent_starts_with_ui_off(make_agent: Callable[..., Agent]) -> None:
     agent = make_agent()
     agent.start("--ui=false")
     assert agent.api("/v1/")["agent"]["name"]
+
+
+def test_the_client_commands_load_no_grpc_or_aiohttp() -> None:
+    # dkronctl's client commands import the settings schema; the server's parts (gRPC,
+    # aiohttp, the dispatcher) must stay out of it, or every CLI call pays ~0.1 s more.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, core.config, core.cli; "
+        "bad = [m for m in ('grpc', 'aiohttp', 'core.dispatch') if m in sys.modules]; "
+        "sys.exit(', '.join(bad) or None)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, f"loaded: {done.stderr or done.stdout}"
