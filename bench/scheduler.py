@@ -107,8 +107,12 @@ class CpuMeter:
 
     TICK = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, other_pid: int | None = None) -> None:
-        self.other_pid = other_pid
+    def __init__(self, other_pid: int | list[int] | None = None) -> None:
+        # The shell plugin's processes (one pid, or all of them).
+        if other_pid is None:
+            self.other_pids: list[int] = []
+        else:
+            self.other_pids = other_pid if isinstance(other_pid, list) else [other_pid]
         self._begin: tuple[float, ...] = (0.0,) * 6
 
     def _sample(self) -> tuple[float, ...]:
@@ -116,13 +120,13 @@ class CpuMeter:
         own = times.user + times.system
         children = times.children_user + times.children_system
         other = other_children = 0.0
-        if self.other_pid is not None:
+        for pid in self.other_pids:
             with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{self.other_pid}/stat").read_text().rsplit(")", 1)[1]
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
                 values = fields.split()
                 # utime, stime, cutime, cstime are fields 14-17 (11-14 after the name).
-                other = (int(values[11]) + int(values[12])) / self.TICK
-                other_children = (int(values[13]) + int(values[14])) / self.TICK
+                other += (int(values[11]) + int(values[12])) / self.TICK
+                other_children += (int(values[13]) + int(values[14])) / self.TICK
         with open("/proc/stat") as stat:
             parts = [int(v) for v in stat.readline().split()[1:]]
         idle = (parts[3] + parts[4]) / self.TICK
@@ -271,10 +275,12 @@ async def phase_dkron(n: int, window: int, warmup: int) -> dict[str, Any]:
             create_s = time.perf_counter() - created
             t0 = math.ceil(time.time()) + warmup
             t1 = t0 + window
-            # Plugins start in the background: wait for the shell plugin to have a pid.
-            await server.runtime.executors["shell"].client()
-            plugin_pid = server.runtime.executors["shell"].state.pid
-            meter = CpuMeter(plugin_pid)
+            # Plugins start in the background: wait for every shell process to have a pid.
+            runtime = server.runtime
+            shells = [runtime.executors["shell"], *runtime._spares.get("shell", [])]
+            for shell in shells:
+                await shell.client()
+            meter = CpuMeter([pid for shell in shells if (pid := shell.state.pid) is not None])
             await sleep_until(t0)
             meter.start()
             await sleep_until(t1)
