@@ -207,3 +207,33 @@ async def test_a_snapshot_from_the_leader_is_not_replaced_by_an_older_one_being_
         assert not (tmp_path / "raft" / "snapshot.bin.writing").exists()
     finally:
         await store.close()
+
+
+async def test_a_large_loaded_state_is_out_of_the_collectors_walk(tmp_path: Path) -> None:
+    # A full cyclic collection walks every tracked object, on the loop: 69 ms at 100k jobs
+    # and 720 ms at 1M. A large state loaded at start is frozen out of that walk
+    # (gc.freeze) and stays reachable and correct; what comes later is collected as usual.
+    import gc
+
+    def tracked(obj: object) -> bool:
+        return any(o is obj for o in gc.get_objects())
+
+    config = RaftConfig(bind=f"127.0.0.1:{free_port()}", data_dir=tmp_path)
+    store = RaftStore(config, _big_state())
+    await store.start()
+    try:
+        await store.apply(SetJob(Job(name="marker", schedule="@manually")))
+        assert await store.compact(timeout=120)
+    finally:
+        await store.close()
+    again = RaftStore(config, StoreState(max_history=RUNS))
+    await again.start()
+    try:
+        loaded = again.state.get_job("job-00042")
+        assert loaded is not None and loaded.name == "job-00042"
+        assert not tracked(loaded)
+        await again.apply(SetJob(Job(name="later", schedule="@manually")))
+        later = again.state.get_job("later")
+        assert later is not None and tracked(later)
+    finally:
+        await again.close()
