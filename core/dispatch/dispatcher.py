@@ -429,15 +429,7 @@ class Dispatcher:
                     self.live.append(execution.id, chunk)
                     received += len(chunk)
                 continue
-            return (
-                dataclasses.replace(
-                    execution,
-                    success=update.success,
-                    output=update.output,
-                    finished_at=update.finished_at,
-                ),
-                received,
-            )
+            return _with_result(execution, update), received
         return None, received
 
     async def _receive_local(
@@ -466,15 +458,7 @@ class Dispatcher:
             subscription.taken()
         finally:
             subscription.close()
-        return (
-            dataclasses.replace(
-                execution,
-                success=final.success,
-                output=final.output,
-                finished_at=final.finished_at,
-            ),
-            received,
-        )
+        return _with_result(execution, final), received
 
     def _failed(self, execution: Execution, message: str) -> Execution:
         partial = self.live.partial(execution.id) or b""
@@ -640,6 +624,13 @@ class Dispatcher:
             return True
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
+
+
+def _with_result(execution: Execution, result: Execution) -> Execution:
+    """The leader's record of an attempt with the node's result in it."""
+    return dataclasses.replace(
+        execution, success=result.success, output=result.output, finished_at=result.finished_at
+    )
 
 
 def _retry_delay(job: Job, execution: Execution) -> float:
