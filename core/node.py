@@ -25,7 +25,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +464,10 @@ class DkronServer:
 
     def busy(self) -> list[Execution]:
         return self.jobs.busy()
+
+    def execution_stats(self, days: int) -> list[tuple[int, int, int]]:
+        today = (datetime.now(UTC).date() - date(1970, 1, 1)).days
+        return self.store.state.execution_stats(days, today)
 
     def partial_output(self, execution_id: str) -> bytes | None:
         return self.jobs.partial_output(execution_id)

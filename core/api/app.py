@@ -20,6 +20,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -41,7 +42,7 @@ from core.jobs.model import Execution, Job
 from core.jobs.validation import JobValidationError, validate_job
 from core.security.redact import redact_argv
 from core.store.base import DiskFullError, ReplicationError
-from core.store.state import JobQuery, NotFound, QueryError, StoreError
+from core.store.state import STATS_DAYS, JobQuery, NotFound, QueryError, StoreError
 
 __all__ = ["ROUTES", "ApiBackend", "ApiSettings", "OnLeave", "api_port", "build_app", "serve_api"]
 
@@ -103,6 +104,7 @@ class ApiBackend(Protocol):
     def executions(self, job_name: str) -> list[Execution]: ...
     def get_execution(self, job_name: str, execution_id: str) -> Execution | None: ...
     def busy(self) -> list[Execution]: ...
+    def execution_stats(self, days: int) -> list[tuple[int, int, int]]: ...
     def partial_output(self, execution_id: str) -> bytes | None: ...
     def follow(self, execution_id: str) -> AsyncIterator[bytes]: ...
 
@@ -377,6 +379,31 @@ async def busy(request: web.Request) -> web.StreamResponse:
     running = _server(request).busy()
     body = [execution_to_json(e, list_item=False) for e in running]
     return _json(request, body, headers=_total(len(body)))
+
+
+# Dkron 4.1's GET /v1/stats: ?days= 1..365, anything else (or nothing) means 30, and
+# more than 365 means 365.
+_STATS_DEFAULT_DAYS = 30
+
+
+async def execution_stats(request: web.Request) -> web.StreamResponse:
+    try:
+        days = int(request.query.get("days", _STATS_DEFAULT_DAYS))
+    except ValueError:
+        days = _STATS_DEFAULT_DAYS
+    if days <= 0:
+        days = _STATS_DEFAULT_DAYS
+    days = min(days, STATS_DAYS)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    stats = [
+        {
+            "date": (epoch + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "success_count": succeeded,
+            "failed_count": failed,
+        }
+        for day, succeeded, failed in _server(request).execution_stats(days)
+    ]
+    return _json(request, {"stats": stats})
 
 
 async def pause_status(request: web.Request) -> web.StreamResponse:
@@ -758,6 +785,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/v1/leave", leave),
     ("POST", "/v1/restore", restore),
     ("GET", "/v1/busy", busy),
+    ("GET", "/v1/stats", execution_stats),
     ("GET", "/v1/pause", pause_status),
     ("POST", "/v1/pause", pause),
     ("POST", "/v1/unpause", unpause),

@@ -314,6 +314,41 @@ def _paths() -> dict[str, dict[str, Any]]:
                 parameters=[_PRETTY],
             )
         },
+        "/v1/stats": {
+            "get": _op(
+                "executionStats",
+                "Executions finished per UTC day, oldest first (Dkron 4.1).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "stats": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "date": {"type": "string", "format": "date-time"},
+                                            "success_count": {"type": "integer"},
+                                            "failed_count": {"type": "integer"},
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                        "One entry per day, zeros included.",
+                    )
+                },
+                parameters=[
+                    _query(
+                        "days",
+                        "Days to report, 1-365 (30 when missing or not a positive number).",
+                        {"type": "integer"},
+                    ),
+                    _PRETTY,
+                ],
+            )
+        },
         "/v1/pause": {
             "get": _op("pauseStatus", "Whether this node refuses job writes.", {"200": _PAUSED}),
             "post": _op("pause", "Refuse job creates/updates on this node.", {"200": _PAUSED}),

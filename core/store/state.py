@@ -11,7 +11,7 @@ import dataclasses
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from core.jobs.model import (
@@ -66,6 +66,7 @@ from core.store.index import JobIndex
 __all__ = [
     "DEFAULT_MAX_HISTORY",
     "SORTABLE_JOB_FIELDS",
+    "STATS_DAYS",
     "AlreadyFinished",
     "JobQuery",
     "NotFound",
@@ -76,6 +77,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_HISTORY = 100
+# Days of execution counts kept for /v1/stats (Dkron's maximum ?days=).
+STATS_DAYS = 365
 DEFAULT_OUTPUT_LIMIT = 256_000
 # Dkron's BuntDB indexes (the field tables' sortable rows); `id` is an alias of `name`.
 SORTABLE_JOB_FIELDS = JOB_FIELDS.sortable
@@ -134,6 +137,9 @@ class StoreState:
         self.launches: dict[str, Launch] = {}
         # job name -> the latest scheduled time recorded for it (misfire handling)
         self.last_fire: dict[str, datetime] = {}
+        # Executions finished per UTC day (days since 1970-01-01) -> (succeeded, failed),
+        # the last STATS_DAYS days: Dkron 4.1's /v1/stats. Values are replaced, not changed.
+        self.daily: dict[int, tuple[int, int]] = {}
         # The newest leader term that established leadership (see Barrier).
         self.leader_term = 0
         # ACLs (core.acl reads these): policies by name, tokens by accessor id and by
@@ -375,6 +381,7 @@ class StoreState:
             )
         job.status = self._group_status(untrimmed, execution.group)
         self._put_job(job)
+        self._count_day(execution)
         history = self._trimmed(name, untrimmed)
         self.histories[name] = history
         if execution.run_id and not self._launch_running(history, running, execution.run_id):
@@ -479,6 +486,26 @@ class StoreState:
         shape the state had before compact records; tests and benchmarks read it)."""
         return _ExecutionsView(self.histories)
 
+    def _count_day(self, execution: Execution) -> None:
+        # The day of the finish as the leader recorded it, so every server counts alike.
+        if execution.finished_at is None:
+            return
+        day = _utc_day(execution.finished_at)
+        succeeded, failed = self.daily.get(day, (0, 0))
+        if execution.success:
+            succeeded += 1
+        else:
+            failed += 1
+        self.daily[day] = (succeeded, failed)
+        if len(self.daily) > STATS_DAYS:
+            for old in sorted(self.daily)[: len(self.daily) - STATS_DAYS]:
+                del self.daily[old]
+
+    def execution_stats(self, days: int, today: int) -> list[tuple[int, int, int]]:
+        """(day, succeeded, failed) for the ``days`` UTC days up to ``today``, oldest
+        first, zeros where nothing finished (Dkron's GetExecutionStats)."""
+        return [(day, *self.daily.get(day, (0, 0))) for day in range(today - days + 1, today + 1)]
+
     # -- snapshots -------------------------------------------------------------------------
     #
     # A snapshot is a sequence of named sections of plain values (core.store.codec writes
@@ -499,6 +526,7 @@ class StoreState:
             acl_bootstrapped=self.acl_bootstrapped,
             acl_policies=dict(self.acl_policies),
             acl_tokens=dict(self.acl_tokens),
+            daily=dict(self.daily),
         )
 
     def snapshot_sections(self) -> Iterator[tuple[str, Any]]:
@@ -548,6 +576,7 @@ class StoreState:
         self.acl_tokens = fresh.acl_tokens
         self.acl_tokens_by_hash = {t.secret_hash: t for t in fresh.acl_tokens.values()}
         self.acl_bootstrapped = fresh.acl_bootstrapped
+        self.daily = fresh.daily
 
 
 def _record_of(execution: Execution) -> bytes:
@@ -573,6 +602,7 @@ class Capture:
     acl_bootstrapped: bool
     acl_policies: dict[str, AclPolicy]
     acl_tokens: dict[str, AclToken]
+    daily: dict[int, tuple[int, int]]
 
     def sections(self) -> Iterator[tuple[str, Any]]:
         jobs = self.jobs
@@ -593,6 +623,8 @@ class Capture:
                 "tokens": [encode_record(t) for t in self.acl_tokens.values()],
             },
         )
+        # Added within format 2 (snapshots without it load with no counts).
+        yield "daily", [[day, ok, failed] for day, (ok, failed) in sorted(self.daily.items())]
 
 
 class _HistoryView(Mapping[str, Execution]):
@@ -722,6 +754,23 @@ def _load_acl(state: StoreState, value: Any) -> None:
         state.acl_tokens[token.accessor_id] = token
 
 
+def _load_daily(state: StoreState, value: Any) -> None:
+    if not isinstance(value, list) or not all(
+        type(item) is list and len(item) == 3 and all(type(v) is int and v >= 0 for v in item)
+        for item in value
+    ):
+        raise CodecError("snapshot daily: expected [day, succeeded, failed] counts")
+    state.daily = {day: (ok, failed) for day, ok, failed in value}
+
+
+def _utc_day(moment: datetime) -> int:
+    """Days since 1970-01-01 of ``moment`` in UTC."""
+    return (moment.astimezone(UTC).date() - _EPOCH_DAY).days
+
+
+_EPOCH_DAY = date(1970, 1, 1)
+
+
 _SECTION_LOADERS: dict[str, Callable[[StoreState, Any], None]] = {
     "jobs": _load_jobs,
     "executions": _load_executions,
@@ -731,4 +780,5 @@ _SECTION_LOADERS: dict[str, Callable[[StoreState, Any], None]] = {
     "last_fire": _load_last_fire,
     "leader_term": _load_leader_term,
     "acl": _load_acl,
+    "daily": _load_daily,
 }

@@ -1,0 +1,43 @@
+"""GET /v1/stats, Dkron 4.1's: executions finished per UTC day, for its UI's dashboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from api_helpers import running_api, shell_job
+from support import wait_for
+
+
+async def test_stats_count_each_day_and_survive_a_restart(tmp_path: Path) -> None:
+    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+    async with running_api(tmp_path / "data") as api:
+        reply = await api.get("/v1/stats")
+        assert reply.status == 200
+        empty = reply.json()["stats"]
+        # 30 days by default, oldest first, each a whole UTC day, zeros where nothing ran.
+        assert len(empty) == 30 and empty[-1]["date"] == today
+        assert all(day == {**day, "success_count": 0, "failed_count": 0} for day in empty)
+        first = datetime.strptime(empty[0]["date"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        assert first == datetime.now(UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        ) - timedelta(days=29)
+
+        await api.create(shell_job("ok", "true"))
+        await api.create(shell_job("bad", "false"))
+        for name in ("ok", "ok", "bad"):
+            assert (await api.post(f"/v1/jobs/{name}/run")).status == 200
+
+        async def counted() -> dict[str, object] | None:
+            last = (await api.get("/v1/stats?days=1")).json()["stats"]
+            return last[0] if last[0]["success_count"] + last[0]["failed_count"] == 3 else None
+
+        assert await wait_for(counted) == {"date": today, "success_count": 2, "failed_count": 1}
+        # Dkron's bounds: at most 365 days; a bad or non-positive value means 30.
+        assert len((await api.get("/v1/stats?days=1000")).json()["stats"]) == 365
+        for bad in ("0", "-3", "soon"):
+            assert len((await api.get(f"/v1/stats?days={bad}")).json()["stats"]) == 30
+    # The counts are replicated state: a restart (journal replay) keeps them.
+    async with running_api(tmp_path / "data") as api:
+        again = (await api.get("/v1/stats?days=1")).json()["stats"]
+        assert again == [{"date": today, "success_count": 2, "failed_count": 1}]
