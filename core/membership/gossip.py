@@ -335,13 +335,18 @@ class Gossip:
         local = members.local
         self._local_status = "leaving"
         members.update(local, new_metadata=self._metadata(left=True))
-        # Everyone reachable: alive by failure detection, or heard from lately (a node
-        # that just pinged us stays OFFLINE in the library until we probe it ourselves).
+        # Everyone reachable: alive by failure detection, heard from lately (a node that
+        # just pinged us stays OFFLINE in the library until we probe it ourselves), or
+        # learned of lately (a node that joined a moment ago may not have probed everyone
+        # yet; without this a server it had not heard from saw it fail, not leave).
         recent = time.monotonic() - self._suspect_timeout
+        learned_since = time.time() - self._suspect_timeout  # the library's wall clock
         targets = [
             m
             for m in members.non_local
-            if m.status & Status.AVAILABLE or worker.last_heard.get(m.name, -1.0) >= recent
+            if m.status & Status.AVAILABLE
+            or worker.last_heard.get(m.name, -1.0) >= recent
+            or m.status_time >= learned_since
         ]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
