@@ -569,6 +569,39 @@ async def get_job(request: web.Request) -> web.StreamResponse:
     return _json(request, job_to_json(_job_or_404(request)))
 
 
+# GET /v1/jobs/{job}/next?n=N (an extension): the next fire times, as the scheduler
+# computes them, in the job's time zone. At most this many.
+_NEXT_DEFAULT = 5
+_NEXT_MAX = 100
+
+
+async def next_fires(request: web.Request) -> web.StreamResponse:
+    from core.cron import ScheduleError, parse_schedule
+    from core.scheduler.scheduler import next_fire
+    from plugin_sdk.gocompat.gotime import format_go_time_in, load_location
+
+    job = _job_or_404(request)
+    text = request.query.get("n", str(_NEXT_DEFAULT))
+    if not text.isdigit() or not 1 <= int(text) <= _NEXT_MAX:
+        return _text(400, f"n must be a whole number from 1 to {_NEXT_MAX}, not {text!r}")
+    moments: list[datetime] = []
+    # A disabled job, a child (run after its parent) or @manually has no next fire.
+    if not job.disabled and not job.parent_job and job.schedule:
+        try:
+            schedule = parse_schedule(job.schedule, timezone=job.timezone, job_name=job.name)
+        except ScheduleError as exc:
+            return _text(400, str(exc))
+        after = datetime.now(UTC)
+        while len(moments) < int(text):
+            moment = next_fire(schedule, job, after)
+            if moment is None:
+                break
+            moments.append(moment)
+            after = moment
+    zone = load_location(job.timezone)
+    return _json(request, {"next": [format_go_time_in(m, zone) for m in moments]})
+
+
 async def delete_job(request: web.Request) -> web.StreamResponse:
     name = request.match_info["job"]
     try:
@@ -801,6 +834,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/v1/jobs/{job}", delete_job),
     ("POST", "/v1/jobs/{job}/run", run_job),
     ("POST", "/v1/jobs/{job}/toggle", toggle_job),
+    ("GET", "/v1/jobs/{job}/next", next_fires),
     ("GET", "/v1/jobs/{job}/executions", list_executions),
     ("GET", "/v1/jobs/{job}/executions/", list_executions),
     ("DELETE", "/v1/jobs/{job}/executions", delete_executions),

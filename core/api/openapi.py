@@ -314,6 +314,34 @@ def _paths() -> dict[str, dict[str, Any]]:
                 parameters=[_PRETTY],
             )
         },
+        "/v1/jobs/{job}/next": {
+            "get": _op(
+                "nextFires",
+                "The job's next fire times in its time zone (extension; none when disabled, "
+                "a child job or @manually).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "next": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "date-time"},
+                                }
+                            },
+                        },
+                        "Oldest first.",
+                    ),
+                    "400": _text("n is not 1-100."),
+                    "404": _JOB_NOT_FOUND,
+                },
+                parameters=[
+                    _JOB_PARAM,
+                    _query("n", "How many (1-100, default 5).", {"type": "integer"}),
+                    _PRETTY,
+                ],
+            )
+        },
         "/v1/stats": {
             "get": _op(
                 "executionStats",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,3 +42,27 @@ async def test_stats_count_each_day_and_survive_a_restart(tmp_path: Path) -> Non
     async with running_api(tmp_path / "data") as api:
         again = (await api.get("/v1/stats?days=1")).json()["stats"]
         assert again == [{"date": today, "success_count": 2, "failed_count": 1}]
+
+
+async def test_next_fire_times_in_the_jobs_zone(tmp_path: Path) -> None:
+    async with running_api(tmp_path / "data") as api:
+        hourly = {**shell_job("hourly", "true"), "schedule": "0 30 * * * *"}
+        await api.create({**hourly, "timezone": "Asia/Kolkata"})
+        reply = await api.get("/v1/jobs/hourly/next?n=3")
+        assert reply.status == 200
+        shown = reply.json()["next"]
+        moments = [datetime.fromisoformat(t) for t in shown]
+        # In the job's zone (+05:30): its minute 30 is UTC's minute 0; an hour apart, ahead.
+        assert len(moments) == 3 and all(t.endswith("+05:30") for t in shown)
+        assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(moments))
+        assert all(m.minute == 30 and m.astimezone(UTC).minute == 0 for m in moments)
+        assert all(m > datetime.now(UTC) for m in moments)
+        assert len((await api.get("/v1/jobs/hourly/next")).json()["next"]) == 5
+
+        await api.create(shell_job("manual", "true"))  # @manually: never fires by itself
+        assert (await api.get("/v1/jobs/manual/next")).json() == {"next": []}
+        assert (await api.post("/v1/jobs/hourly/toggle")).status == 200  # disabled
+        assert (await api.get("/v1/jobs/hourly/next")).json() == {"next": []}
+        for bad in ("0", "101", "x"):
+            assert (await api.get(f"/v1/jobs/hourly/next?n={bad}")).status == 400
+        assert (await api.get("/v1/jobs/nope/next")).status == 404
