@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core.plugins.output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from core.plugins.supervisor import ManagedPlugin
-from plugin_sdk.goplugin import PluginCrashed, PluginError, PluginTimeout
+from plugin_sdk.goplugin import PluginCrashed, PluginError, PluginStartError, PluginTimeout
 
 __all__ = ["ExecutionOutcome", "OutputCallback", "run_execution"]
 
@@ -58,8 +58,11 @@ async def run_execution(
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # our caller cancelled us: not a plugin fault
-            # grpc.aio raises CancelledError when the channel is closed under a
-            # call, i.e. the runtime shut the plugin down mid-execution.
+        in_call = isinstance(exc, PluginError) and not isinstance(exc, PluginStartError)
+        if isinstance(exc, asyncio.CancelledError) or (plugin.closed and in_call):
+            # The runtime shut the plugin down mid-execution: grpc.aio raises
+            # CancelledError when the channel is closed under a call, or the call fails
+            # first because the process has already exited after our Shutdown.
             exc = PluginCrashed(plugin.name, "plugin was shut down during the execution")
         elif isinstance(exc, TimeoutError):
             exc = PluginTimeout(plugin.name, f"execution did not finish within {timeout:g}s")

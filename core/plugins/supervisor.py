@@ -71,6 +71,11 @@ class ManagedPlugin:
         return self.binary.name
 
     @property
+    def closed(self) -> bool:
+        """The runtime shut this plugin down (for good): a call failing now is not a crash."""
+        return self._closed
+
+    @property
     def state(self) -> PluginState:
         client = self._client
         running = client is not None and client.alive
