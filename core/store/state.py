@@ -480,12 +480,6 @@ class StoreState:
                     found.append(history_codec.decode(history[index], job_name))
         return sorted(found, key=lambda e: (e.started_at is None, e.started_at))
 
-    @property
-    def executions(self) -> Mapping[str, Mapping[str, Execution]]:
-        """Job name -> execution id -> execution, read-only and decoded on access (the
-        shape the state had before compact records; tests and benchmarks read it)."""
-        return _ExecutionsView(self.histories)
-
     def _count_day(self, execution: Execution) -> None:
         # The day of the finish as the leader recorded it, so every server counts alike.
         if execution.finished_at is None:
@@ -625,42 +619,6 @@ class Capture:
         )
         # Added within format 2 (snapshots without it load with no counts).
         yield "daily", [[day, ok, failed] for day, (ok, failed) in sorted(self.daily.items())]
-
-
-class _HistoryView(Mapping[str, Execution]):
-    __slots__ = ("_history", "_job_name")
-
-    def __init__(self, job_name: str, history: tuple[bytes, ...]) -> None:
-        self._job_name = job_name
-        self._history = history
-
-    def __getitem__(self, key: str) -> Execution:
-        index = history_codec.find(self._history, key)
-        if index < 0:
-            raise KeyError(key)
-        return history_codec.decode(self._history[index], self._job_name)
-
-    def __iter__(self) -> Iterator[str]:
-        return map(history_codec.record_id, self._history)
-
-    def __len__(self) -> int:
-        return len(self._history)
-
-
-class _ExecutionsView(Mapping[str, Mapping[str, Execution]]):
-    __slots__ = ("_histories",)
-
-    def __init__(self, histories: dict[str, tuple[bytes, ...]]) -> None:
-        self._histories = histories
-
-    def __getitem__(self, key: str) -> Mapping[str, Execution]:
-        return _HistoryView(key, self._histories[key])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._histories)
-
-    def __len__(self) -> int:
-        return len(self._histories)
 
 
 def _load_jobs(state: StoreState, value: Any) -> None:

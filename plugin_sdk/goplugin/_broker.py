@@ -70,8 +70,7 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
     def __init__(self) -> None:
         self._announced: dict[int, tuple[broker_pb.ConnInfo, float]] = {}
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        # One condition per id being waited for (all on ``_changed``'s lock): an
+        # One condition per id being waited for (all on ``_lock``): an
         # announcement wakes the one call waiting for it. Waking every waiter on every
         # announcement cost O(n^2) wake-ups in a burst of n executions, which starved
         # the thread reading the stream and held the burst's starts back.
@@ -102,7 +101,7 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
                 if _is_knock(info):
                     self._outgoing.put(_refusal(info))
                     continue
-                with self._changed:
+                with self._lock:
                     now = time.monotonic()
                     self._announced[info.service_id] = (info, now)
                     if len(self._announced) > _PRUNE_ABOVE:
@@ -114,14 +113,14 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
             log.debug("broker stream ended: %s", exc)
         finally:
             # As in go-plugin, the broker is closed for good once its stream ends.
-            with self._changed:
+            with self._lock:
                 self._closed = True
                 for waiter in self._waiters.values():
                     waiter.notify_all()
             self._outgoing.put(None)
 
     def _take(self, service_id: int, deadline: float) -> broker_pb.ConnInfo:
-        with self._changed:
+        with self._lock:
             if service_id not in self._announced:
                 # The RPC carrying the id can overtake its announcement (go-plugin §6.2.4).
                 log.debug("waiting for connection info", extra={"service_id": service_id})
@@ -152,11 +151,11 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
 
     def claim(self, service_id: int) -> None:
         """Keep ``service_id``'s announcement until :meth:`release`, however late the dial."""
-        with self._changed:
+        with self._lock:
             self._claimed.add(service_id)
 
     def release(self, service_id: int) -> None:
-        with self._changed:
+        with self._lock:
             self._claimed.discard(service_id)
             self._announced.pop(service_id, None)
 
@@ -169,7 +168,7 @@ class PluginBroker(broker_grpc.GRPCBrokerServicer):
         """
         info = self._take(service_id, time.monotonic() + timeout)
         target = f"unix:{info.address}" if info.network == "unix" else info.address
-        with self._changed:
+        with self._lock:
             channel = self._channels.pop(target, None)
             if channel is None:
                 channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)

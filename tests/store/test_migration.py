@@ -69,9 +69,9 @@ async def test_an_old_data_dir_loads_with_every_field(legacy_dir: Path) -> None:
         assert state.jobs["every-second"].disabled
         assert state.jobs["every-second"].success_count == 2
         assert "zoned" not in state.jobs  # deleted in the journal, after the snapshot
-        runs = {name: len(history) for name, history in state.executions.items()}
+        runs = {name: len(history) for name, history in state.histories.items()}
         assert runs == {"parent": 1, "child": 1, "after-snapshot": 1, "every-second": 2}
-        output = next(iter(state.executions["parent"].values())).output
+        output = next(state.executions_of("parent")).output
         assert output == b"parent-out\n"
         # The migrated server keeps working: a write commits and reads back.
         job = dataclasses.replace(state.jobs["after-snapshot"], displayname="written after")
@@ -100,7 +100,7 @@ async def test_an_old_data_dir_loads_with_every_field(legacy_dir: Path) -> None:
     again = await _start(legacy_dir)
     try:
         assert again.get_job("after-snapshot").displayname == "written after"  # type: ignore[union-attr]
-        assert len(again.store.state.executions["every-second"]) == 2
+        assert len(list(again.store.state.executions_of("every-second"))) == 2
     finally:
         await again.stop(drain_timeout=5)
 
