@@ -276,8 +276,7 @@ async def phase_dkron(n: int, window: int, warmup: int) -> dict[str, Any]:
             t0 = math.ceil(time.time()) + warmup
             t1 = t0 + window
             # Plugins start in the background: wait for every shell process to have a pid.
-            runtime = server.runtime
-            shells = [runtime.executors["shell"], *runtime._spares.get("shell", [])]
+            shells = server.runtime.processes_of("shell")
             for shell in shells:
                 await shell.client()
             meter = CpuMeter([pid for shell in shells if (pid := shell.state.pid) is not None])

@@ -151,12 +151,14 @@ class PluginRuntime:
         spares = [spare for group in self._spares.values() for spare in group]
         return [*self.executors.values(), *spares, *self.binary_processors.values()]
 
-    def _least_busy(self, name: str, primary: ManagedPlugin) -> ManagedPlugin:
-        spares = self._spares.get(name)
-        if not spares:
-            return primary
+    def processes_of(self, executor: str) -> list[ManagedPlugin]:
+        """Every process of an executor plugin, the primary first ([] if unknown)."""
+        primary = self.executors.get(executor)
+        return [] if primary is None else [primary, *self._spares.get(executor, [])]
+
+    def _least_busy(self, name: str) -> ManagedPlugin:
         # Ties go to the first (the primary), so a quiet agent uses one process.
-        return min([primary, *spares], key=lambda p: self._in_flight.get(id(p), 0))
+        return min(self.processes_of(name), key=lambda p: self._in_flight.get(id(p), 0))
 
     async def _start_one(self, plugin: ManagedPlugin) -> None:
         # Unlike Dkron, a broken plugin does not abort the agent: its jobs fail
@@ -182,7 +184,7 @@ class PluginRuntime:
             known = ", ".join(sorted(self.executors)) or "none"
             error = f"executor {executor!r} not found in {self._where()} (available: {known})"
             return ExecutionOutcome(False, error.encode() + b"\n", error)
-        plugin = self._least_busy(executor, plugin)
+        plugin = self._least_busy(executor)
         key = id(plugin)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         try:
